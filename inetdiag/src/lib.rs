@@ -1,0 +1,27 @@
+//! The Linux `NETLINK_SOCK_DIAG` / `inet_diag` ABI, and nothing else.
+//!
+//! - [`request`]: the `SOCK_DIAG_BY_FAMILY` dump request bytes.
+//! - [`DiagSocket`]: the netlink socket and a receive loop that walks multi-part
+//!   dumps, hands every reply payload to a callback without copying, and
+//!   surfaces `NLMSG_ERROR` as a typed error.
+//! - [`DiagRecord`] / [`InetDiagMsg`]: bounds-checked, zero-copy views of one
+//!   reply (`struct inet_diag_msg` followed by `rtattr`s).
+//! - [`tcp_info`]: byte offsets of `struct tcp_info` fields.
+//!
+//! No policy lives here: what to request, how often, and what to do with the
+//! replies is the caller's business.
+
+pub mod constants;
+mod error;
+mod msg;
+pub mod netlink;
+mod record;
+pub mod request;
+mod socket;
+pub mod tcp_info;
+
+pub use constants::*;
+pub use error::{Error, ParseError};
+pub use msg::{InetDiagMsg, INET_DIAG_MSG_LEN};
+pub use record::{AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
+pub use socket::{DiagSocket, DumpStats};
