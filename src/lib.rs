@@ -1,1 +1,9 @@
+//! tcp-info: polls every TCP socket's `tcp_info` over netlink and archives
+//! each connection's history as zstd-compressed JSONL, compatible with
+//! M-Lab's Go tcp-info.
+//!
+//! Layers (each depends only on those below it):
+//! `main` → `collector` / `saver` → `cache` / `compare` / `archive` /
+//! `exclusion` → `inetdiag`.
 
+pub mod archive;

@@ -1,0 +1,11 @@
+//! The archive format: `ArchivalRecord` JSON lines in zstd files, as M-Lab's
+//! Go tcp-info writes them and its parser reads them.
+
+mod record;
+mod timestamp;
+
+pub use record::{
+    push_base64, write_attributes, write_line_start, write_metadata_line, write_raw_idm,
+    ArchivalRecord, Metadata, RecordError,
+};
+pub use timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
