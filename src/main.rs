@@ -7,10 +7,12 @@ use std::thread;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, unbounded};
-use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
+use tcp_info::collector::{Collector, CollectorConfig, PollObserver, ShardQueue};
 use tcp_info::config::Config;
 use tcp_info::exclusion::{Anonymizer, Exclusion};
+use tcp_info::exposure::ExposureWorker;
 use tcp_info::log;
+use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::saver::{naming, writer, SaverConfig};
 use tcp_info::stats::Stats;
 
@@ -61,6 +63,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.output)
         .with_context(|| format!("creating output directory {}", config.output.display()))?;
     let stats = Arc::new(Stats::default());
+    let metrics = Metrics::new(Arc::clone(&stats));
+    let listener = metrics::server::bind(&config.prometheus_listen_address)
+        .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
+    log!("serving metrics on {}", listener.local_addr()?);
+    metrics::server::spawn(Arc::clone(&metrics), listener)
+        .context("starting the metrics server")?;
+    let exposure = ExposureWorker::spawn(metrics.exposure(), "/proc")
+        .context("starting the exposure thread")?;
     let saver = Arc::new(SaverConfig {
         output: config.output.clone(),
         uuid_prefix: uuid_prefix.clone(),
@@ -70,8 +80,10 @@ fn run(config: Config) -> anyhow::Result<()> {
 
     let mut shards = Vec::new();
     let mut writers = Vec::new();
+    let mut writer_queues = Vec::new();
     for i in 0..config.writers {
         let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
+        writer_queues.push(batch_rx.clone());
         let (recycle_tx, recycle_rx) = unbounded();
         let (saver, stats) = (Arc::clone(&saver), Arc::clone(&stats));
         writers.push(
@@ -82,6 +94,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         );
         shards.push(ShardQueue::new(batch_tx, recycle_rx));
     }
+    metrics.watch_writer_queues(writer_queues);
+    let observers: Vec<Box<dyn PollObserver>> = vec![Box::new(MetricsObserver::new(
+        Arc::clone(&metrics),
+        exposure.inventories,
+    ))];
 
     let mut collector = Collector::new(
         CollectorConfig {
@@ -92,7 +109,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         Exclusion::from_config(&config),
         Anonymizer::new(config.anonymize_ip),
         shards,
-        Vec::new(),
+        observers,
         Arc::clone(&stats),
     )
     .context("opening the NETLINK_SOCK_DIAG socket")?;
