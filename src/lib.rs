@@ -7,3 +7,4 @@
 //! `exclusion` → `inetdiag`.
 
 pub mod archive;
+pub mod eventsocket;
