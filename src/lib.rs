@@ -7,4 +7,13 @@
 //! `exclusion` → `inetdiag`.
 
 pub mod archive;
+pub mod compare;
+pub mod config;
 pub mod eventsocket;
+pub mod exclusion;
+#[macro_use]
+pub mod log;
+pub mod cache;
+pub mod collector;
+pub mod saver;
+pub mod stats;

@@ -64,6 +64,15 @@ impl<'a> DiagRecord<'a> {
         Some(&self.payload[start as usize..(start + len) as usize])
     }
 
+    /// Where attribute `kind`'s payload lies in [`DiagRecord::payload`].
+    pub fn attribute_span(&self, kind: u16) -> Option<std::ops::Range<usize>> {
+        if kind > MAX_ATTRIBUTE_TYPE || self.present & (1 << kind) == 0 {
+            return None;
+        }
+        let (start, len) = self.spans[kind as usize];
+        Some(start as usize..(start + len) as usize)
+    }
+
     /// Bit `t` is set when attribute `t` is present.
     pub fn attribute_mask(&self) -> u64 {
         self.present
@@ -137,7 +146,7 @@ mod tests {
         v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
         v.extend_from_slice(&kind.to_ne_bytes());
         v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
@@ -154,7 +163,11 @@ mod tests {
 
     #[test]
     fn indexes_attributes_by_type() {
-        let buf = record(&[attr(2, &[1, 2, 3, 4, 5]), attr(4, b"cubic\0"), attr(8, &[3])]);
+        let buf = record(&[
+            attr(2, &[1, 2, 3, 4, 5]),
+            attr(4, b"cubic\0"),
+            attr(8, &[3]),
+        ]);
         let r = DiagRecord::parse(&buf).unwrap();
         assert_eq!(r.attribute(2), Some(&[1, 2, 3, 4, 5][..]));
         assert_eq!(r.attribute(4), Some(&b"cubic\0"[..]));
@@ -178,7 +191,11 @@ mod tests {
         buf.truncate(buf.len() - 1);
         assert!(matches!(
             DiagRecord::parse(&buf),
-            Err(ParseError::BadAttributeLength { offset: 72, len: 12, have: 11 })
+            Err(ParseError::BadAttributeLength {
+                offset: 72,
+                len: 12,
+                have: 11
+            })
         ));
     }
 
@@ -188,7 +205,10 @@ mod tests {
         buf.extend_from_slice(&[8, 0]);
         assert!(matches!(
             DiagRecord::parse(&buf),
-            Err(ParseError::ShortAttributeHeader { offset: 72, have: 2 })
+            Err(ParseError::ShortAttributeHeader {
+                offset: 72,
+                have: 2
+            })
         ));
     }
 
