@@ -31,17 +31,17 @@ impl LogLimiter {
         }
     }
 
-    /// Prints `eventsocket: <line>` to stderr unless this window's budget is
+    /// Logs `eventsocket: <line>` (timestamped, stderr) unless this window's budget is
     /// spent.
     pub(crate) fn log(&self, line: fmt::Arguments<'_>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if now.duration_since(state.window_start) >= self.window {
             if state.suppressed > 0 {
-                eprintln!(
+                crate::log::line(format_args!(
                     "eventsocket: {} similar log lines suppressed",
                     state.suppressed
-                );
+                ));
             }
             state.window_start = now;
             state.printed = 0;
@@ -49,7 +49,7 @@ impl LogLimiter {
         }
         if state.printed < self.per_window {
             state.printed += 1;
-            eprintln!("eventsocket: {line}");
+            crate::log::line(format_args!("eventsocket: {line}"));
         } else {
             state.suppressed += 1;
         }
