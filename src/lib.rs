@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod compare;
 pub mod config;
+pub mod eventsocket;
 pub mod exclusion;
 #[macro_use]
 pub mod log;
