@@ -15,5 +15,6 @@ pub mod exclusion;
 pub mod log;
 pub mod cache;
 pub mod collector;
+pub mod flow_events;
 pub mod saver;
 pub mod stats;
