@@ -8,7 +8,11 @@ pub enum ParseError {
     #[error("attribute at offset {offset}: header needs 4 bytes, {have} left")]
     ShortAttributeHeader { offset: usize, have: usize },
     #[error("attribute at offset {offset}: length {len} is outside 4..={have}")]
-    BadAttributeLength { offset: usize, len: usize, have: usize },
+    BadAttributeLength {
+        offset: usize,
+        len: usize,
+        have: usize,
+    },
     #[error("attribute at offset {offset}: type {kind} is above the supported maximum")]
     AttributeTypeTooHigh { offset: usize, kind: u16 },
 }

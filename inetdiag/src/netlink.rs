@@ -185,8 +185,14 @@ mod tests {
     #[test]
     fn truncated_header_and_overlong_length_are_errors() {
         let d = message(SOCK_DIAG_BY_FAMILY, 0, 7, 99, &[1; 72]);
-        assert!(matches!(walk(&d[..10]).0, Err(Error::Truncated { offset: 0, len: 10 })));
-        assert!(matches!(walk(&d[..50]).0, Err(Error::Truncated { offset: 0, len: 50 })));
+        assert!(matches!(
+            walk(&d[..10]).0,
+            Err(Error::Truncated { offset: 0, len: 10 })
+        ));
+        assert!(matches!(
+            walk(&d[..50]).0,
+            Err(Error::Truncated { offset: 0, len: 50 })
+        ));
         let mut zero = d.clone();
         zero[..4].copy_from_slice(&0u32.to_ne_bytes());
         assert!(matches!(walk(&zero).0, Err(Error::Truncated { .. })));
@@ -194,14 +200,25 @@ mod tests {
 
     #[test]
     fn interrupted_dump_is_flagged() {
-        let d = message(SOCK_DIAG_BY_FAMILY, NLM_F_MULTI | NLM_F_DUMP_INTR, 7, 99, &[1; 72]);
+        let d = message(
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI | NLM_F_DUMP_INTR,
+            7,
+            99,
+            &[1; 72],
+        );
         assert!(walk(&d).2.interrupted);
     }
 
     #[test]
     fn unexpected_type_is_an_error() {
         let d = message(NLMSG_OVERRUN, 0, 7, 99, &[]);
-        assert!(matches!(walk(&d).0, Err(Error::UnexpectedType { kind: NLMSG_OVERRUN })));
+        assert!(matches!(
+            walk(&d).0,
+            Err(Error::UnexpectedType {
+                kind: NLMSG_OVERRUN
+            })
+        ));
     }
 
     proptest::proptest! {

@@ -154,7 +154,11 @@ mod tests {
 
     #[test]
     fn indexes_attributes_by_type() {
-        let buf = record(&[attr(2, &[1, 2, 3, 4, 5]), attr(4, b"cubic\0"), attr(8, &[3])]);
+        let buf = record(&[
+            attr(2, &[1, 2, 3, 4, 5]),
+            attr(4, b"cubic\0"),
+            attr(8, &[3]),
+        ]);
         let r = DiagRecord::parse(&buf).unwrap();
         assert_eq!(r.attribute(2), Some(&[1, 2, 3, 4, 5][..]));
         assert_eq!(r.attribute(4), Some(&b"cubic\0"[..]));
@@ -178,7 +182,11 @@ mod tests {
         buf.truncate(buf.len() - 1);
         assert!(matches!(
             DiagRecord::parse(&buf),
-            Err(ParseError::BadAttributeLength { offset: 72, len: 12, have: 11 })
+            Err(ParseError::BadAttributeLength {
+                offset: 72,
+                len: 12,
+                have: 11
+            })
         ));
     }
 
@@ -188,7 +196,10 @@ mod tests {
         buf.extend_from_slice(&[8, 0]);
         assert!(matches!(
             DiagRecord::parse(&buf),
-            Err(ParseError::ShortAttributeHeader { offset: 72, have: 2 })
+            Err(ParseError::ShortAttributeHeader {
+                offset: 72,
+                have: 2
+            })
         ));
     }
 

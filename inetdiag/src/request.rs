@@ -69,11 +69,17 @@ mod tests {
         let b = r.to_bytes(0x01020304);
         assert_eq!(b.len(), 16 + 56);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
-        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(
+            u16::from_ne_bytes(b[4..6].try_into().unwrap()),
+            SOCK_DIAG_BY_FAMILY
+        );
         assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 0x301);
         assert_eq!(u32::from_ne_bytes(b[8..12].try_into().unwrap()), 0x01020304);
         assert_eq!(&b[16..20], &[AF_INET6, IPPROTO_TCP, 0xff, 0]);
-        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), ARCHIVE_STATES);
+        assert_eq!(
+            u32::from_ne_bytes(b[20..24].try_into().unwrap()),
+            ARCHIVE_STATES
+        );
         assert!(b[24..].iter().all(|&x| x == 0), "wildcard socket id");
     }
 }

@@ -229,10 +229,16 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_typed_error() {
-        assert!(matches!(ArchivalRecord::from_json(b"{not json"), Err(RecordError::Json(_))));
+        assert!(matches!(
+            ArchivalRecord::from_json(b"{not json"),
+            Err(RecordError::Json(_))
+        ));
         assert!(matches!(
             ArchivalRecord::from_json(br#"{"Timestamp":"2019-04-02T14:12:37Z","RawIDM":"@@"}"#),
-            Err(RecordError::Base64 { field: "RawIDM", .. })
+            Err(RecordError::Base64 {
+                field: "RawIDM",
+                ..
+            })
         ));
         assert!(matches!(
             ArchivalRecord::from_json(br#"{"Timestamp":"soon"}"#),
