@@ -426,6 +426,7 @@ mod tests {
         assert_eq!(ip([0; 16]), "0.0.0.0");
         // Only the first four bytes set: Go takes it for IPv4.
         assert_eq!(ip(v6("2001:db8::")), "32.1.13.184");
+        assert_eq!(ip(v6("1::")), "0.1.0.0");
         for s in [
             "::1",
             "2001:db8::1",
@@ -434,7 +435,7 @@ mod tests {
             "fe80::1:2",
             "1:2:3:4:5:6:7:8",
             "::102:304",
-            "1::",
+            "1::1",
         ] {
             assert_eq!(ip(v6(s)), s);
         }

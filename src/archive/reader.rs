@@ -282,13 +282,15 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_frame_body_is_an_error() {
-        let mut data = zstd_frames(&[&b"0123456789abcdef\n".repeat(50)]);
-        let mid = data.len() / 2;
-        for b in &mut data[mid..mid + 8] {
-            *b ^= 0xA5;
-        }
-        assert!(lines(&data).is_err());
+    fn corrupt_frame_header_is_an_error() {
+        let mut data = zstd_frames(&[b"one\n", b"two\n"]);
+        // The second frame's descriptor with its reserved bit set (RFC 8878,
+        // 3.1.1.1.1).
+        let second = data.len() - zstd_frames(&[b"two\n"]).len();
+        data[second + 4] |= 0x08;
+        let err = lines(&data).unwrap_err();
+        assert!(matches!(err.kind, ReadErrorKind::Zstd(_)), "{err}");
+        assert_eq!(err.line, 2);
     }
 
     #[test]
