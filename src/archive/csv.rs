@@ -56,8 +56,8 @@ const TCP_COLUMNS: usize = 54;
 
 /// Appends one row (with its newline) for `s`.
 pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
-    let mut row = Row { out };
-    write_timestamp(row.out, &s.timestamp);
+    let mut row = Row::new(out);
+    write_timestamp(&mut row, &s.timestamp);
     row.num(s.observed);
     row.num(s.not_fully_parsed);
 
@@ -71,12 +71,12 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
             row.num(m.sport());
             row.num(m.dport());
             row.cell();
-            write_go_ip(row.out, m.src_bytes());
+            write_go_ip(&mut row, m.src_bytes());
             row.cell();
-            write_go_ip(row.out, m.dst_bytes());
+            write_go_ip(&mut row, m.dst_bytes());
             row.num(u32::from_be_bytes([raw[40], raw[41], raw[42], raw[43]]));
             row.cell();
-            write_upper_hex(row.out, m.cookie());
+            write_upper_hex(&mut row, m.cookie());
             row.num(m.expires());
             row.num(m.rqueue());
             row.num(m.wqueue());
@@ -87,7 +87,7 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
     }
 
     row.cell();
-    write_go_csv_field(row.out, s.congestion.unwrap_or_default());
+    write_go_csv_field(&mut row, s.congestion.unwrap_or_default());
     row.num(s.tos.unwrap_or(0));
     row.num(s.tclass.unwrap_or(0));
     row.num(s.class_id.unwrap_or(0) as u8);
@@ -206,44 +206,184 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
         }
         None => row.empty(4),
     }
-    row.out.push(b'\n');
+    row.push(b'\n');
+    row.finish();
 }
 
-/// Cells after the first: each starts with its comma.
+/// Where cells are written: a `Vec`, or a [`Row`].
+pub trait Sink {
+    fn push(&mut self, b: u8);
+    fn extend(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b)
+    }
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes)
+    }
+}
+
+/// Bytes of a row gathered on the stack before going to the output `Vec`
+/// in one copy: a row is about a hundred short cells, and per-cell `Vec`
+/// appends (capacity check, `memcpy` call) cost more than the formatting.
+const ROW_BUF: usize = 2048;
+
+/// One row being written. Cells after the first start with their comma.
 struct Row<'o> {
     out: &'o mut Vec<u8>,
+    buf: [u8; ROW_BUF],
+    pos: usize,
 }
 
-impl Row<'_> {
+impl<'o> Row<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        Row {
+            out,
+            buf: [0; ROW_BUF],
+            pos: 0,
+        }
+    }
+
+    /// Moves the gathered bytes to the output.
+    fn finish(&mut self) {
+        self.out.extend_from_slice(&self.buf[..self.pos]);
+        self.pos = 0;
+    }
+
+    /// Makes room for `n` more bytes in `buf`, if `n` fits at all.
+    fn room(&mut self, n: usize) -> bool {
+        if self.pos + n > ROW_BUF {
+            self.finish();
+        }
+        n <= ROW_BUF
+    }
+
     fn cell(&mut self) {
-        self.out.push(b',');
+        self.push(b',');
     }
-    fn num(&mut self, v: impl itoa::Integer) {
-        self.out.push(b',');
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+
+    fn num(&mut self, v: impl Into<Decimal>) {
+        // ",-" and at most 20 digits.
+        self.room(22);
+        self.buf[self.pos] = b',';
+        self.pos += 1;
+        let v = match v.into() {
+            Decimal::Unsigned(v) => v,
+            Decimal::Signed(v) => {
+                if v < 0 {
+                    self.buf[self.pos] = b'-';
+                    self.pos += 1;
+                }
+                v.unsigned_abs()
+            }
+        };
+        let len = decimal_len(v);
+        write_decimal(&mut self.buf[self.pos..self.pos + len], v);
+        self.pos += len;
     }
+
     fn nums(&mut self, vs: &[u32]) {
         for &v in vs {
             self.num(v);
         }
     }
+
     fn empty(&mut self, n: usize) {
-        self.out.resize(self.out.len() + n, b',');
+        if self.room(n) {
+            self.buf[self.pos..self.pos + n].fill(b',');
+            self.pos += n;
+        } else {
+            self.out.resize(self.out.len() + n, b',');
+        }
     }
 }
 
+impl Sink for Row<'_> {
+    fn push(&mut self, b: u8) {
+        self.room(1);
+        self.buf[self.pos] = b;
+        self.pos += 1;
+    }
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.room(bytes.len()) {
+            self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+            self.pos += bytes.len();
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// An integer cell, as Go's `strconv` prints it.
+enum Decimal {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+macro_rules! decimal_from {
+    ($variant:ident: $($t:ty),*) => {$(
+        impl From<$t> for Decimal {
+            fn from(v: $t) -> Self {
+                Decimal::$variant(v.into())
+            }
+        }
+    )*};
+}
+decimal_from!(Unsigned: u8, u16, u32, u64);
+decimal_from!(Signed: i32, i64);
+
+/// Two-digit pairs "00".."99", for writing two digits per division.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+fn decimal_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// Writes `v` in decimal into `digits`, which is exactly `decimal_len(v)`
+/// long.
+fn write_decimal(digits: &mut [u8], mut v: u64) {
+    let mut end = digits.len();
+    while v >= 100 && end >= 2 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        digits[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if v >= 10 && end >= 2 {
+        let pair = v as usize * 2;
+        digits[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else if end >= 1 {
+        digits[end - 1] = b'0' + (v % 10) as u8;
+    }
+}
+
+fn push_decimal(out: &mut impl Sink, v: u64) {
+    let mut digits = [0u8; 20];
+    let len = decimal_len(v);
+    write_decimal(&mut digits[..len], v);
+    out.extend(&digits[..len]);
+}
+
 /// Go's `time.RFC3339Nano`, or the placeholder for the zero time.
-fn write_timestamp(out: &mut Vec<u8>, ts: &Timestamp) {
+fn write_timestamp(out: &mut impl Sink, ts: &Timestamp) {
     if ts.is_go_zero() {
-        out.extend_from_slice(ZERO_TIME_PLACEHOLDER.as_bytes());
+        out.extend(ZERO_TIME_PLACEHOLDER.as_bytes());
         return;
     }
     let t = ts.as_datetime();
     let year = t.year();
     if !(0..=9999).contains(&year) {
         // Unreachable from RFC 3339 text; keep the general formatter.
-        ts.write_to(out);
+        let mut text = Vec::new();
+        ts.write_to(&mut text);
+        out.extend(&text);
         return;
     }
     push_digits(out, year as u32, 4);
@@ -280,16 +420,17 @@ fn write_timestamp(out: &mut Vec<u8>, ts: &Timestamp) {
 }
 
 /// `v` as exactly `width` decimal digits (zero-padded, high digits cut).
-fn push_digits(out: &mut Vec<u8>, mut v: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
+fn push_digits(out: &mut impl Sink, mut v: u32, width: usize) {
+    let mut digits = [b'0'; 9];
+    let width = width.min(digits.len());
+    for slot in digits[..width].iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
     }
+    out.extend(&digits[..width]);
 }
 
-fn write_upper_hex(out: &mut Vec<u8>, v: u64) {
+fn write_upper_hex(out: &mut impl Sink, v: u64) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
     for i in (0..digits).rev() {
@@ -297,7 +438,7 @@ fn write_upper_hex(out: &mut Vec<u8>, v: u64) {
     }
 }
 
-fn write_lower_hex_u16(out: &mut Vec<u8>, v: u16) {
+fn write_lower_hex_u16(out: &mut impl Sink, v: u16) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (16 - v.leading_zeros()).div_ceil(4).max(1);
     for i in (0..digits).rev() {
@@ -305,19 +446,19 @@ fn write_lower_hex_u16(out: &mut Vec<u8>, v: u16) {
     }
 }
 
-fn write_ipv4(out: &mut Vec<u8>, b: [u8; 4]) {
+fn write_ipv4(out: &mut impl Sink, b: [u8; 4]) {
     for (i, octet) in b.iter().enumerate() {
         if i > 0 {
             out.push(b'.');
         }
-        out.extend_from_slice(itoa::Buffer::new().format(*octet).as_bytes());
+        push_decimal(out, u64::from(*octet));
     }
 }
 
 /// An `idiag_src`/`idiag_dst` as M-Lab's Go prints it: IPv4 when bytes
 /// 4..16 are zero (whatever the family), else a 16-byte `net.IP`, whose
 /// `String` prints IPv4-mapped addresses as IPv4 and the rest per RFC 5952.
-pub fn write_go_ip(out: &mut Vec<u8>, b: &[u8; 16]) {
+pub fn write_go_ip(out: &mut impl Sink, b: &[u8; 16]) {
     if b[4..].iter().all(|&x| x == 0) {
         return write_ipv4(out, [b[0], b[1], b[2], b[3]]);
     }
@@ -347,7 +488,7 @@ pub fn write_go_ip(out: &mut Vec<u8>, b: &[u8; 16]) {
     let mut i = 0;
     while i < 8 {
         if i == best_start {
-            out.extend_from_slice(b"::");
+            out.extend(b"::");
             i += best_len;
             continue;
         }
@@ -361,7 +502,7 @@ pub fn write_go_ip(out: &mut Vec<u8>, b: &[u8; 16]) {
 
 /// A string cell as Go's `encoding/csv` writes it: quoted when it holds a
 /// comma, quote, CR or LF, starts with a Unicode space, or is `\.`.
-pub fn write_go_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+pub fn write_go_csv_field(out: &mut impl Sink, field: &[u8]) {
     let needs_quotes = !field.is_empty()
         && (field == b"\\."
             || field
@@ -369,7 +510,7 @@ pub fn write_go_csv_field(out: &mut Vec<u8>, field: &[u8]) {
                 .any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n'))
             || starts_with_space(field));
     if !needs_quotes {
-        out.extend_from_slice(field);
+        out.extend(field);
         return;
     }
     out.push(b'"');
@@ -484,6 +625,36 @@ mod tests {
     #[test]
     fn header_has_go_column_count() {
         assert_eq!(HEADER.trim_end().split(',').count(), 105);
+    }
+
+    #[test]
+    fn decimals_match_std_formatting() {
+        let mut v = Vec::new();
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            4294967295,
+            u64::MAX,
+            10_000_000_000_000_000_000,
+        ] {
+            v.clear();
+            push_decimal(&mut v, n);
+            assert_eq!(String::from_utf8(v.clone()).unwrap(), n.to_string());
+        }
+        v.clear();
+        let mut row = Row::new(&mut v);
+        row.num(-1i64);
+        row.num(i64::MIN);
+        row.num(-5i32);
+        row.num(7u8);
+        row.num(u64::MAX);
+        row.finish();
+        assert_eq!(v, format!(",-1,{},-5,7,{}", i64::MIN, u64::MAX).as_bytes());
     }
 
     #[test]

@@ -161,36 +161,45 @@ const DCTCP_LEN: usize = 16;
 /// Go's `BBRInfo` has an `int64` first, so it is padded to 24 bytes.
 const BBR_GO_LEN: usize = 24;
 
-/// Reads little pieces of a payload that may be shorter than its struct:
-/// missing bytes read as zero.
-struct Fields<'a>(&'a [u8]);
+/// A payload copied into its struct's size: bytes the kernel did not send
+/// read as zero (Go's zero-padding of older kernels' shorter structs), and
+/// every field read below is a fixed offset into a fixed-size array.
+struct Fields<const N: usize>([u8; N]);
 
-impl Fields<'_> {
-    fn u8(&self, at: usize) -> u8 {
-        self.0.get(at).copied().unwrap_or(0)
+impl<const N: usize> Fields<N> {
+    fn new(b: &[u8]) -> Self {
+        let mut padded = [0u8; N];
+        let n = b.len().min(N);
+        padded[..n].copy_from_slice(&b[..n]);
+        Fields(padded)
     }
-    fn bytes<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut b = [0u8; N];
-        if let Some(src) = self.0.get(at..) {
-            let n = src.len().min(N);
-            b[..n].copy_from_slice(&src[..n]);
-        }
-        b
+    fn u8(&self, at: usize) -> u8 {
+        self.0[at]
     }
     fn u16(&self, at: usize) -> u16 {
-        u16::from_ne_bytes(self.bytes(at))
+        u16::from_ne_bytes([self.0[at], self.0[at + 1]])
     }
     fn u32(&self, at: usize) -> u32 {
-        u32::from_ne_bytes(self.bytes(at))
+        u32::from_ne_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
     fn u64(&self, at: usize) -> u64 {
-        u64::from_ne_bytes(self.bytes(at))
+        let b = &self.0;
+        u64::from_ne_bytes([
+            b[at],
+            b[at + 1],
+            b[at + 2],
+            b[at + 3],
+            b[at + 4],
+            b[at + 5],
+            b[at + 6],
+            b[at + 7],
+        ])
     }
 }
 
 impl TcpInfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<TCP_INFO_LEN>::new(b);
         TcpInfo {
             len: b.len(),
             state: f.u8(ti::STATE),
@@ -253,7 +262,7 @@ impl TcpInfo {
 
 impl InetDiagMeminfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<MEMINFO_LEN>::new(b);
         InetDiagMeminfo {
             rmem: f.u32(0),
             wmem: f.u32(4),
@@ -265,7 +274,7 @@ impl InetDiagMeminfo {
 
 impl SkMeminfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<SKMEMINFO_LEN>::new(b);
         SkMeminfo {
             rmem_alloc: f.u32(0),
             rcvbuf: f.u32(4),
@@ -282,7 +291,7 @@ impl SkMeminfo {
 
 impl TcpVegasInfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<VEGAS_LEN>::new(b);
         TcpVegasInfo {
             enabled: f.u32(0),
             rtt_count: f.u32(4),
@@ -294,7 +303,7 @@ impl TcpVegasInfo {
 
 impl TcpDctcpInfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<DCTCP_LEN>::new(b);
         TcpDctcpInfo {
             enabled: f.u16(0),
             ce_state: f.u16(2),
@@ -307,7 +316,7 @@ impl TcpDctcpInfo {
 
 impl TcpBbrInfo {
     pub fn parse(b: &[u8]) -> Self {
-        let f = Fields(b);
+        let f = Fields::<20>::new(b);
         TcpBbrInfo {
             bw: u64::from(f.u32(0)) | u64::from(f.u32(4)) << 32,
             min_rtt: f.u32(8),
@@ -456,7 +465,7 @@ impl<'a> Snapshot<'a> {
                 INET_DIAG_CLASS_ID => {
                     // A u32; Go's tools read only its first byte and accept
                     // any non-empty payload.
-                    s.class_id = (!raw.is_empty()).then(|| Fields(raw).u32(0));
+                    s.class_id = (!raw.is_empty()).then(|| Fields::<4>::new(raw).u32(0));
                     !raw.is_empty()
                 }
                 // SKV6ONLY, LOCALS, PEERS, PAD, MD5SIG, ULP_INFO, and types
