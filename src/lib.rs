@@ -7,3 +7,12 @@
 //! `exclusion` → `inetdiag`.
 
 pub mod archive;
+pub mod compare;
+pub mod config;
+pub mod exclusion;
+#[macro_use]
+pub mod log;
+pub mod cache;
+pub mod collector;
+pub mod saver;
+pub mod stats;

@@ -1,1 +1,131 @@
-fn main() {}
+//! The `tcp-info` agent: flags, wiring, signals.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, unbounded};
+use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
+use tcp_info::config::Config;
+use tcp_info::exclusion::{Anonymizer, Exclusion};
+use tcp_info::log;
+use tcp_info::saver::{naming, writer, SaverConfig};
+use tcp_info::stats::Stats;
+
+/// Batches a shard may have queued before the poller holds on to them.
+const SHARD_QUEUE: usize = 16;
+
+fn main() -> ExitCode {
+    let config = match Config::try_parse_go_args(std::env::args()) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, as Go's flag package would give: the first line of
+            // clap's rendering names the flag and the problem.
+            let text = e.render().to_string();
+            eprintln!(
+                "tcp-info: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcp-info: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    raise_open_files_limit();
+
+    let uuid_prefix =
+        naming::uuid_prefix(config.uuid_prefix_file.as_deref()).context("UUID prefix")?;
+    std::fs::create_dir_all(&config.output)
+        .with_context(|| format!("creating output directory {}", config.output.display()))?;
+    let stats = Arc::new(Stats::default());
+    let saver = Arc::new(SaverConfig {
+        output: config.output.clone(),
+        uuid_prefix: uuid_prefix.clone(),
+        flush_interval: config.flush_interval,
+        rotation_interval: config.rotation_interval,
+    });
+
+    let mut shards = Vec::new();
+    let mut writers = Vec::new();
+    for i in 0..config.writers {
+        let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
+        let (recycle_tx, recycle_rx) = unbounded();
+        let (saver, stats) = (Arc::clone(&saver), Arc::clone(&stats));
+        writers.push(
+            thread::Builder::new()
+                .name(format!("writer-{i}"))
+                .spawn(move || writer::run(saver, stats, batch_rx, recycle_tx))
+                .context("starting a writer thread")?,
+        );
+        shards.push(ShardQueue::new(batch_tx, recycle_rx));
+    }
+
+    let mut collector = Collector::new(
+        CollectorConfig {
+            poll_interval: config.poll_interval,
+            reps: config.reps,
+            stats_interval: config.stats_interval,
+        },
+        Exclusion::from_config(&config),
+        Anonymizer::new(config.anonymize_ip),
+        shards,
+        Vec::new(),
+        Arc::clone(&stats),
+    )
+    .context("opening the NETLINK_SOCK_DIAG socket")?;
+    log!(
+        "tcp-info polling every {:?}, writing to {} (uuid prefix {uuid_prefix})",
+        config.poll_interval,
+        config.output.display()
+    );
+
+    collector.run(&stop);
+    // Dropping the collector closes the shard queues: the writers drain
+    // what is queued, finish every file and exit.
+    drop(collector);
+    for w in writers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log!("writer failed: {e}"),
+            Err(_) => log!("writer thread panicked"),
+        }
+    }
+    log!("final {}", stats.summary((0, 0)));
+    Ok(())
+}
+
+/// Every open connection holds its archive file open: raise the soft limit
+/// on open files to the hard limit.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log!("cannot raise the open files limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}

@@ -25,3 +25,9 @@ pub use error::{Error, ParseError};
 pub use msg::{InetDiagMsg, INET_DIAG_MSG_LEN};
 pub use record::{AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
 pub use socket::{DiagSocket, DumpStats};
+
+/// Byte ranges of the addresses inside `struct inet_diag_msg`, for callers
+/// that rewrite them in a copy (anonymization).
+pub mod address_ranges {
+    pub use crate::msg::{DST_RANGE as DST, SRC_RANGE as SRC};
+}

@@ -126,7 +126,7 @@ mod tests {
         v.extend_from_slice(&seq.to_ne_bytes());
         v.extend_from_slice(&port.to_ne_bytes());
         v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v

@@ -1,0 +1,333 @@
+//! The agent's flags: the Go tool's names, parsed the way Go's `flag` package
+//! does (`-name value`, `--name value`, `-name=value`, bare `-bool`), with
+//! each flag also read from the environment (`OUTPUT`, `ANONYMIZE_IP`, …) as
+//! M-Lab's `flagx.ArgsFromEnv` does.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+/// How addresses are anonymized in archives and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Anonymization {
+    /// Addresses are written as the kernel reports them.
+    None,
+    /// Addresses other than the host's own are zeroed to /24 (IPv4) or /64
+    /// (IPv6).
+    Netblock,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tcp-info",
+    version,
+    about = "Polls every TCP socket's tcp_info over netlink and archives each connection's history as zstd-compressed JSONL.",
+    after_help = "Flags take one or two dashes (-output=DIR, --output DIR). Every flag can also come from the environment: upper-case, with '.' and '-' as '_' (OUTPUT=/data, ANONYMIZE_IP=netblock)."
+)]
+pub struct Config {
+    /// Directory under which the YYYY/MM/DD/<UUID>.<seq>.jsonl.zst tree is written.
+    #[arg(
+        long = "output",
+        env = "OUTPUT",
+        default_value = "data",
+        value_name = "DIR"
+    )]
+    pub output: PathBuf,
+
+    /// How many polling cycles to run; 0 means until SIGTERM/SIGINT.
+    #[arg(long = "reps", env = "REPS", default_value_t = 0, value_name = "N")]
+    pub reps: u64,
+
+    /// Time between the starts of two polls (Go duration: 10ms, 1s).
+    #[arg(long = "poll-interval", env = "POLL_INTERVAL", default_value = "10ms", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// Longest time a snapshot waits in memory before it is compressed and
+    /// appended to its file.
+    #[arg(long = "flush-interval", env = "FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub flush_interval: Duration,
+
+    /// Age at which a connection's file is closed and the next segment
+    /// (<UUID>.<seq+1>) begins.
+    #[arg(long = "rotation-interval", env = "ROTATION_INTERVAL", default_value = "10m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub rotation_interval: Duration,
+
+    /// Leave out connections with a loopback, link-local, multicast or
+    /// unspecified address at either end (-exclude-local=false keeps them).
+    #[arg(long = "exclude-local", env = "EXCLUDE_LOCAL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub exclude_local: bool,
+
+    /// Leave out connections from this local port (repeatable, or comma-separated).
+    #[arg(
+        long = "exclude-srcport",
+        env = "EXCLUDE_SRCPORT",
+        value_delimiter = ',',
+        value_name = "PORT"
+    )]
+    pub exclude_srcport: Vec<u16>,
+
+    /// Leave out connections to this remote address (repeatable, or comma-separated).
+    #[arg(
+        long = "exclude-dstip",
+        env = "EXCLUDE_DSTIP",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub exclude_dstip: Vec<IpAddr>,
+
+    /// Anonymize remote addresses in archives and events.
+    #[arg(
+        long = "anonymize.ip",
+        env = "ANONYMIZE_IP",
+        value_enum,
+        default_value = "none",
+        value_name = "METHOD"
+    )]
+    pub anonymize_ip: Anonymization,
+
+    /// File whose content is the UUID prefix; default <hostname>_<boot time>_unsafe.
+    #[arg(
+        long = "uuid-prefix-file",
+        env = "UUID_PREFIX_FILE",
+        value_name = "FILE"
+    )]
+    pub uuid_prefix_file: Option<PathBuf>,
+
+    /// Unix socket on which connection open/close events are served.
+    #[arg(
+        long = "tcpinfo.eventsocket",
+        env = "TCPINFO_EVENTSOCKET",
+        value_name = "PATH"
+    )]
+    pub eventsocket: Option<PathBuf>,
+
+    /// Address of the Prometheus /metrics server (a bare :port means all addresses).
+    #[arg(
+        long = "prometheusx.listen-address",
+        alias = "prom",
+        env = "PROMETHEUSX_LISTEN_ADDRESS",
+        default_value = ":9990",
+        value_name = "ADDR"
+    )]
+    pub prometheus_listen_address: String,
+
+    /// Interval of the summary log line (records, new, changed, closed, errors, polls).
+    #[arg(long = "stats-interval", env = "STATS_INTERVAL", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub stats_interval: Duration,
+
+    /// Writer threads that format, compress and write archives.
+    #[arg(long = "writers", env = "WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    pub writers: u16,
+}
+
+impl Config {
+    /// Parses the command line (program name first) Go-style, falling back
+    /// to the environment for flags not given.
+    pub fn try_parse_go_args<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::try_parse_from(go_style_args(args))
+    }
+}
+
+/// Rewrites Go's single-dash long flags (`-output=x`, `-reps 3`) to the
+/// double-dash form clap parses. Like Go's `flag`, rewriting stops at `--`
+/// or the first argument that is not a flag.
+pub fn go_style_args<I, S>(args: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut out = Vec::new();
+    let mut flags_done = false;
+    let mut expect_value = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let arg: String = arg.into();
+        if i == 0 || flags_done {
+            out.push(arg);
+            continue;
+        }
+        if expect_value {
+            expect_value = false;
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            flags_done = true;
+            out.push(arg);
+        } else if let Some(rest) = arg.strip_prefix("--") {
+            expect_value = takes_separate_value(rest);
+            out.push(arg);
+        } else if let Some(rest) = arg.strip_prefix('-') {
+            if rest.len() > 1 {
+                expect_value = takes_separate_value(rest);
+                out.push(format!("--{rest}"));
+            } else {
+                out.push(arg);
+            }
+        } else {
+            flags_done = true;
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Whether `-name` (no `=`) consumes the next argument as its value: every
+/// flag but the boolean ones and help/version.
+fn takes_separate_value(flag: &str) -> bool {
+    !flag.contains('=') && !matches!(flag, "exclude-local" | "help" | "h" | "version" | "V")
+}
+
+/// Parses a Go `time.Duration` string ("10ms", "1.5s", "1m30s", "250us").
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?} (examples: 10ms, 1s, 1m30s)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| err())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += number * seconds_per_unit;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| err())
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_go_duration(text)?;
+    if d.is_zero() {
+        return Err(format!("duration {text:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut v = vec!["tcp-info"];
+        v.extend_from_slice(args);
+        Config::try_parse_go_args(v)
+    }
+
+    #[test]
+    fn go_single_dash_and_equals_forms_parse_alike() {
+        let a = parse(&[
+            "-output=/tmp/x",
+            "-reps",
+            "3",
+            "-exclude-srcport=22",
+            "-exclude-srcport",
+            "80",
+        ])
+        .unwrap();
+        let b = parse(&[
+            "--output",
+            "/tmp/x",
+            "--reps=3",
+            "--exclude-srcport",
+            "22,80",
+        ])
+        .unwrap();
+        assert_eq!(a.output, b.output);
+        assert_eq!(a.reps, 3);
+        assert_eq!(b.reps, 3);
+        assert_eq!(a.exclude_srcport, vec![22, 80]);
+        assert_eq!(b.exclude_srcport, vec![22, 80]);
+    }
+
+    #[test]
+    fn bool_flags_follow_go() {
+        assert!(parse(&[]).unwrap().exclude_local);
+        assert!(parse(&["-exclude-local"]).unwrap().exclude_local);
+        assert!(!parse(&["-exclude-local=false"]).unwrap().exclude_local);
+        // Go's flag package never takes a separate value for a bool flag.
+        assert!(parse(&["-exclude-local", "false"]).is_err());
+    }
+
+    #[test]
+    fn go_tool_flag_names_are_accepted() {
+        let c = parse(&[
+            "-anonymize.ip=netblock",
+            "-tcpinfo.eventsocket=/tmp/ev.sock",
+            "-prometheusx.listen-address=127.0.0.1:9991",
+            "-uuid-prefix-file=/tmp/prefix",
+            "-exclude-dstip=198.51.100.7",
+        ])
+        .unwrap();
+        assert_eq!(c.anonymize_ip, Anonymization::Netblock);
+        assert_eq!(c.eventsocket.unwrap().to_str(), Some("/tmp/ev.sock"));
+        assert_eq!(c.prometheus_listen_address, "127.0.0.1:9991");
+        assert_eq!(
+            c.exclude_dstip,
+            vec!["198.51.100.7".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            parse(&["-prom=:9000"]).unwrap().prometheus_listen_address,
+            ":9000"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for bad in [
+            &["-reps=many"][..],
+            &["-anonymize.ip=everything"],
+            &["-poll-interval=0"],
+            &["-poll-interval=fast"],
+            &["-exclude-dstip=300.1.1.1"],
+            &["-no-such-flag"],
+            &["stray"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_go_duration("10ms").unwrap(),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("250us").unwrap(),
+            Duration::from_micros(250)
+        );
+        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "10", "ms", "1x", "1..5s", "-1s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}

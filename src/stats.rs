@@ -1,0 +1,82 @@
+//! Counters shared by the poller and the writers, and the periodic summary
+//! line (M-Lab's `LogCacheStats`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Complete or partial polling cycles run.
+    pub polls: AtomicU64,
+    /// Sum of the intervals between poll starts, in microseconds.
+    pub poll_interval_us: AtomicU64,
+    /// Replies received from the kernel.
+    pub records: AtomicU64,
+    /// Connections seen for the first time (archived or not).
+    pub new: AtomicU64,
+    /// Snapshots that differed significantly from the previous one.
+    pub changed: AtomicU64,
+    /// Connections that vanished from a complete dump.
+    pub closed: AtomicU64,
+    /// Snapshots handed to the writers.
+    pub queued: AtomicU64,
+    /// Snapshot lines compressed and appended to files.
+    pub written: AtomicU64,
+    /// Snapshot lines dropped after a file stayed unwritable too long.
+    pub dropped: AtomicU64,
+    pub files_opened: AtomicU64,
+    pub files_closed: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub netlink_errors: AtomicU64,
+    pub parse_errors: AtomicU64,
+    pub open_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+impl Stats {
+    pub fn errors(&self) -> u64 {
+        self.netlink_errors.load(Relaxed)
+            + self.parse_errors.load(Relaxed)
+            + self.open_errors.load(Relaxed)
+            + self.write_errors.load(Relaxed)
+    }
+
+    /// One line of totals; the mean interval covers the polls since
+    /// `since` (a previous [`Stats::snapshot_polls`]).
+    pub fn summary(&self, since: (u64, u64)) -> String {
+        let polls = self.polls.load(Relaxed);
+        let interval_us = self.poll_interval_us.load(Relaxed);
+        let (p0, i0) = since;
+        let intervals = polls.saturating_sub(p0).max(1);
+        let mean_ms = interval_us.saturating_sub(i0) as f64 / intervals as f64 / 1000.0;
+        format!(
+            "stats: polls={polls} mean_interval={mean_ms:.2}ms records={} new={} changed={} closed={} queued={} written={} dropped={} files_opened={} files_closed={} bytes={} errors={} (netlink={} parse={} open={} write={})",
+            self.records.load(Relaxed),
+            self.new.load(Relaxed),
+            self.changed.load(Relaxed),
+            self.closed.load(Relaxed),
+            self.queued.load(Relaxed),
+            self.written.load(Relaxed),
+            self.dropped.load(Relaxed),
+            self.files_opened.load(Relaxed),
+            self.files_closed.load(Relaxed),
+            self.bytes_written.load(Relaxed),
+            self.errors(),
+            self.netlink_errors.load(Relaxed),
+            self.parse_errors.load(Relaxed),
+            self.open_errors.load(Relaxed),
+            self.write_errors.load(Relaxed),
+        )
+    }
+
+    /// `(polls, interval sum)` now, the start of the next summary's window.
+    pub fn snapshot_polls(&self) -> (u64, u64) {
+        (
+            self.polls.load(Relaxed),
+            self.poll_interval_us.load(Relaxed),
+        )
+    }
+}
