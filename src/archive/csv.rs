@@ -372,6 +372,8 @@ fn push_decimal(out: &mut impl Sink, v: u64) {
 }
 
 /// Go's `time.RFC3339Nano`, or the placeholder for the zero time.
+// `u32::is_multiple_of` is newer than the workspace's rust-version (1.80).
+#[allow(clippy::manual_is_multiple_of)]
 fn write_timestamp(out: &mut impl Sink, ts: &Timestamp) {
     if ts.is_go_zero() {
         out.extend(ZERO_TIME_PLACEHOLDER.as_bytes());
