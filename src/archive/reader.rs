@@ -22,7 +22,7 @@ fn is_skippable_frame(prefix: &[u8]) -> bool {
 /// memory against a corrupt or hostile file with no newlines.
 pub const MAX_LINE: usize = 16 << 20;
 
-const BUFFER: usize = 128 << 10;
+const BUFFER: usize = 64 << 10;
 
 /// Why reading an archive stopped.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use tcp_info::archive::{ArchiveReader, ConvertError, CsvConverter};
 use crate::inputs::Input;
 
 /// Rows are handed on in chunks of about this many bytes.
-pub const CHUNK: usize = 256 << 10;
+pub const CHUNK: usize = 64 << 10;
 
 /// Why an archive was not (fully) converted. Displays as one line that
 /// names the archive, and the line when there is one.
