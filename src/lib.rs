@@ -16,6 +16,7 @@ pub mod log;
 pub mod cache;
 pub mod collector;
 pub mod exposure;
+pub mod flow_events;
 pub mod metrics;
 pub mod saver;
 pub mod stats;

@@ -7,10 +7,13 @@ use std::thread;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, unbounded};
-use tcp_info::collector::{Collector, CollectorConfig, PollObserver, ShardQueue};
+use tcp_info::collector::PollObserver;
+use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
 use tcp_info::config::Config;
+use tcp_info::eventsocket::Server as EventServer;
 use tcp_info::exclusion::{Anonymizer, Exclusion};
 use tcp_info::exposure::ExposureWorker;
+use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::saver::{naming, writer, SaverConfig};
@@ -95,10 +98,25 @@ fn run(config: Config) -> anyhow::Result<()> {
         shards.push(ShardQueue::new(batch_tx, recycle_rx));
     }
     metrics.watch_writer_queues(writer_queues);
-    let observers: Vec<Box<dyn PollObserver>> = vec![Box::new(MetricsObserver::new(
+
+    let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(MetricsObserver::new(
         Arc::clone(&metrics),
         exposure.inventories,
     ))];
+    let event_server = match &config.eventsocket {
+        Some(path) => {
+            let server = EventServer::start(path)
+                .with_context(|| format!("event socket {}", path.display()))?;
+            observers.push(Box::new(FlowEventObserver::new(
+                server.publisher(),
+                uuid_prefix.clone(),
+            )));
+            metrics.watch_event_socket(server.publisher());
+            log!("serving connection events on {}", path.display());
+            Some(server)
+        }
+        None => None,
+    };
 
     let mut collector = Collector::new(
         CollectorConfig {
@@ -129,6 +147,9 @@ fn run(config: Config) -> anyhow::Result<()> {
             Ok(Err(e)) => log!("writer failed: {e}"),
             Err(_) => log!("writer thread panicked"),
         }
+    }
+    if let Some(server) = event_server {
+        server.shutdown();
     }
     log!("final {}", stats.summary((0, 0)));
     Ok(())

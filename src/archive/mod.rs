@@ -9,3 +9,15 @@ pub use record::{
     ArchivalRecord, Metadata, RecordError,
 };
 pub use timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
+mod convert;
+pub mod csv;
+mod reader;
+mod record_buf;
+mod snapshot;
+pub use convert::{ConvertError, CsvConverter};
+pub use reader::{ArchiveReader, Encoding, ReadError, ReadErrorKind, MAX_LINE, ZSTD_MAGIC};
+pub use record_buf::RecordBuf;
+pub use snapshot::{
+    attribute_bit, InetDiagMeminfo, SkMeminfo, Snapshot, SnapshotError, TcpBbrInfo, TcpDctcpInfo,
+    TcpInfo, TcpVegasInfo, TCP_INFO_LEN,
+};

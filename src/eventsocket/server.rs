@@ -43,11 +43,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::event::FlowEvent;
 use super::log_limit::LogLimiter;
 
-/// Events a client may lag behind before it is disconnected. Large because
-/// at agent start every existing connection is announced at once (tens of
-/// thousands on a busy server), and a healthy client must survive that
-/// burst; memory is only used while a backlog exists.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+/// Events a client may lag behind before it is disconnected, on top of
+/// what the kernel's socket buffer holds (about a thousand more). Room for
+/// the burst of opens at agent start on a busy server, while a client that
+/// stops reading is cut off after a few seconds of traffic, not hours.
+/// Memory is used only while a backlog exists.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 8_192;
 
 /// Clients beyond this are refused: each costs a thread.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;

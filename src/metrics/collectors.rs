@@ -11,6 +11,7 @@ use prometheus::proto::MetricFamily;
 
 use super::family::FamilyDef;
 use super::PollState;
+use crate::eventsocket::Publisher;
 use crate::exposure::inventory::{family_label, remote_scope_label};
 use crate::exposure::SummaryCell;
 use crate::saver::Batch;
@@ -200,6 +201,44 @@ impl Collector for QueueCollector {
                     .zip(&shards)
                     .map(|(q, s)| ([s.as_str()], q.capacity().unwrap_or(0) as f64)),
             ),
+        ]
+    }
+}
+
+/// The event socket's clients.
+pub(crate) struct EventSocketCollector {
+    publisher: Publisher,
+    clients: FamilyDef,
+    dropped: FamilyDef,
+}
+
+impl EventSocketCollector {
+    pub fn new(publisher: Publisher) -> Self {
+        Self {
+            publisher,
+            clients: FamilyDef::gauge(
+                "tcpinfo_eventsocket_clients",
+                "clients connected to the event socket",
+                &[],
+            ),
+            dropped: FamilyDef::counter(
+                "tcpinfo_eventsocket_dropped_clients_total",
+                "event socket clients disconnected for falling too far behind",
+                &[],
+            ),
+        }
+    }
+}
+
+impl Collector for EventSocketCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.clients.desc, &self.dropped.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        vec![
+            self.clients.single(self.publisher.clients() as f64),
+            self.dropped.single(self.publisher.clients_dropped() as f64),
         ]
     }
 }

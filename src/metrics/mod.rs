@@ -27,6 +27,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::eventsocket::Publisher;
 use crate::exposure::SummaryCell;
 use crate::saver::Batch;
 use crate::stats::Stats;
@@ -194,6 +195,13 @@ impl Metrics {
     pub fn watch_writer_queues(&self, queues: Vec<Receiver<Batch>>) {
         self.registry
             .register(Box::new(collectors::QueueCollector::new(queues)))
+            .expect("registered once");
+    }
+
+    /// Exports the event socket's client count and dropped clients.
+    pub fn watch_event_socket(&self, publisher: Publisher) {
+        self.registry
+            .register(Box::new(collectors::EventSocketCollector::new(publisher)))
             .expect("registered once");
     }
 

@@ -33,6 +33,7 @@ const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 static OPEN_ERRORS: RateLimit = RateLimit::new(10_000);
 static WRITE_ERRORS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
+static DROPS: RateLimit = RateLimit::new(10_000);
 
 /// What every shard needs to know.
 #[derive(Debug, Clone)]
@@ -65,6 +66,9 @@ pub struct Writer {
     config: Arc<SaverConfig>,
     stats: Arc<Stats>,
     connections: AHashMap<u64, Connection>,
+    /// Closed connections whose file could not be created yet (out of
+    /// descriptors): retried every tick until written or over the limit.
+    orphans: Vec<Connection>,
     flush_queue: VecDeque<(Instant, u64)>,
     compressor: zstd::bulk::Compressor<'static>,
     frame: Vec<u8>,
@@ -107,6 +111,7 @@ impl Writer {
             config,
             stats,
             connections: AHashMap::new(),
+            orphans: Vec::new(),
             flush_queue: VecDeque::new(),
             compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?,
             frame: Vec::new(),
@@ -263,14 +268,35 @@ impl Writer {
     }
 
     fn close(&mut self, cookie: u64) {
-        if let Some(mut conn) = self.connections.remove(&cookie) {
+        if let Some(conn) = self.connections.remove(&cookie) {
+            self.finish_connection(conn);
+        }
+    }
+
+    /// Writes what is pending and closes the file; a connection whose file
+    /// cannot be created now waits among the orphans.
+    fn finish_connection(&mut self, mut conn: Connection) {
+        self.flush(&mut conn);
+        self.finish_file(&mut conn);
+        if !conn.pending.is_empty() {
+            self.orphans.push(conn);
+        }
+    }
+
+    /// Retries the orphans; with `last_chance`, drops (and counts) those
+    /// that still fail.
+    fn retry_orphans(&mut self, last_chance: bool) {
+        let orphans = std::mem::take(&mut self.orphans);
+        for mut conn in orphans {
             self.flush(&mut conn);
             self.finish_file(&mut conn);
-            if !conn.pending.is_empty() {
-                self.drop_pending(
-                    &mut conn,
-                    "connection closed before its file could be written",
-                );
+            if conn.pending.is_empty() {
+                continue;
+            }
+            if last_chance {
+                self.drop_pending(&mut conn, "its file could not be created before shutdown");
+            } else {
+                self.orphans.push(conn);
             }
         }
     }
@@ -278,6 +304,9 @@ impl Writer {
     /// Flushes connections whose oldest pending line is older than the
     /// flush interval.
     pub fn flush_due(&mut self, now: Instant) {
+        if !self.orphans.is_empty() {
+            self.retry_orphans(false);
+        }
         while let Some(&(deadline, cookie)) = self.flush_queue.front() {
             if deadline > now {
                 break;
@@ -348,7 +377,8 @@ impl Writer {
 
     fn drop_pending(&mut self, conn: &mut Connection, why: &str) {
         add(&self.stats.dropped, conn.pending_snapshots);
-        log!(
+        log_limited!(
+            DROPS,
             "{}: dropped {} snapshots: {why}",
             conn.uuid,
             conn.pending_snapshots
@@ -357,12 +387,15 @@ impl Writer {
         conn.pending_snapshots = 0;
     }
 
-    /// Flushes and closes every file (shutdown).
+    /// Flushes and closes every file (shutdown). Connections holding a file
+    /// go first: closing them frees descriptors for those still without one.
     pub fn finish(&mut self) {
-        let cookies: Vec<u64> = self.connections.keys().copied().collect();
-        for cookie in cookies {
-            self.close(cookie);
+        let mut connections: Vec<Connection> = self.connections.drain().map(|(_, c)| c).collect();
+        connections.sort_by_key(|c| c.file.is_none());
+        for conn in connections {
+            self.finish_connection(conn);
         }
+        self.retry_orphans(true);
         self.flush_queue.clear();
     }
 

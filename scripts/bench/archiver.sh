@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs ../shared/bench/bench-collector.sh for tcp-info and for dump-floor.py
+# (the kernel's dump cost at the same 10 ms cadence), at each N given, and
+# prints one summary line per run. Needs root.
+#
+#   scripts/bench/archiver.sh [SECONDS] [N...]      (default: 20 s; 1000 5000 10000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
+SECS=${1:-20}; shift || true
+NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
+cargo build --release --bin tcp-info >&2
+BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp target/release/tcp-info "$BIN"
+OUT=$(mktemp -d /tmp/archiver-bench.XXXXXX)
+get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
+for n in "${NS[@]}"; do
+  bash "$HARNESS" -B 10 -W "$OUT/agent-$n" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
+    "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 \
+    > "$OUT/agent-$n.txt" 2>"$OUT/agent-$n.err"
+  bash "$HARNESS" --no-floor -W "$OUT/floor-$n" "$n" "$SECS" -- python3 scripts/bench/dump-floor.py \
+    > "$OUT/floor-$n.txt" 2>"$OUT/floor-$n.err"
+  a=$OUT/agent-$n.txt f=$OUT/floor-$n.txt
+  interval=$(get poll_interval_ms "$a")
+  [[ -n "$interval" ]] || interval=$(grep -o 'final stats: polls=[0-9]* mean_interval=[0-9.]*ms' "$OUT/agent-$n/command.log" | sed 's/.*mean_interval=//; s/ms//')
+  printf 'n=%s agent_cpu_pct=%s (user %s s, sys %s s) steady=%s interval_ms=%s rss_kb=%s anon_kb=%s files=%s | floor2full_cpu_pct=%s floor2full_ms_per_dump=%s | cadence_floor_cpu_pct=%s | other_cpu_pct=%s\n' \
+    "$n" "$(get cpu_pct "$a")" "$(get cpu_user_s "$a")" "$(get cpu_sys_s "$a")" "$(get steady_cpu_pct "$a")" "$interval" \
+    "$(get main_rss_peak_kb "$a")" "$(get tree_anon_peak_kb "$a")" "$(get files "$a")" \
+    "$(get floor2full_cpu_pct "$a")" "$(get floor2full_ms_per_dump "$a")" "$(get cpu_pct "$f")" "$(get other_cpu_pct "$a")"
+done
+echo "raw results: $OUT" >&2

@@ -1,0 +1,92 @@
+//! Archive → CSV rows: the read, decode, format loop, with errors that
+//! name the archive and line.
+
+use std::io::{self, Read};
+
+use super::csv::write_row;
+use super::reader::{ArchiveReader, ReadError};
+use super::record::RecordError;
+use super::record_buf::RecordBuf;
+use super::snapshot::{Snapshot, SnapshotError};
+
+/// Why converting an archive stopped. Every variant but `Output` names the
+/// archive and the line, and displays as one line: `<name>:<line>: <why>`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{name}:{line}: {source}")]
+    Record {
+        name: String,
+        line: u64,
+        source: RecordError,
+    },
+    #[error("{name}:{line}: {source}")]
+    Snapshot {
+        name: String,
+        line: u64,
+        source: SnapshotError,
+    },
+    #[error("writing CSV: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Converts archives to CSV rows, reusing its buffers from one record (and
+/// one archive) to the next.
+#[derive(Debug, Default)]
+pub struct CsvConverter {
+    record: RecordBuf,
+}
+
+impl CsvConverter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one row per record of `reader` to `out` (no header), handing
+    /// `out` to `flush` whenever it holds `chunk` bytes or more, and once at
+    /// the end. `flush` must leave `out` empty (or keep whole rows). When a
+    /// line fails, every row before it has been flushed, and the error says
+    /// which line. Returns the number of rows.
+    pub fn convert<R: Read>(
+        &mut self,
+        reader: &mut ArchiveReader<R>,
+        out: &mut Vec<u8>,
+        chunk: usize,
+        mut flush: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
+    ) -> Result<u64, ConvertError> {
+        let mut rows = 0;
+        let result = loop {
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break Ok(rows),
+                Err(e) => break Err(e.into()),
+            };
+            if let Err(source) = self.record.parse(line) {
+                break Err(ConvertError::Record {
+                    name: reader.name().to_string(),
+                    line: reader.line_number(),
+                    source,
+                });
+            }
+            match Snapshot::decode(&self.record) {
+                Ok(snapshot) => write_row(out, &snapshot),
+                Err(source) => {
+                    break Err(ConvertError::Snapshot {
+                        name: reader.name().to_string(),
+                        line: reader.line_number(),
+                        source,
+                    })
+                }
+            }
+            rows += 1;
+            if out.len() >= chunk {
+                flush(out).map_err(ConvertError::Output)?;
+            }
+        };
+        if !out.is_empty() {
+            flush(out).map_err(ConvertError::Output)?;
+        }
+        result
+    }
+}

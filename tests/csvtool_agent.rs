@@ -1,0 +1,224 @@
+//! End to end: our agent archives a loopback connection, the archive is
+//! converted to CSV, and the CSV agrees with what `ss -tin` reported for
+//! the same socket at the same time.
+//!
+//! The connection transfers data and then goes idle; `ss` is read once the
+//! sender has nothing unacknowledged, so the kernel's numbers stand still,
+//! and the test waits (by polling the archive, with a deadline) until the
+//! agent has archived that idle state.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tcp_info::archive::{csv, ArchiveReader, CsvConverter};
+
+const PAYLOAD: usize = 4 << 20;
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The fields of one `ss -tin` info line this test compares.
+#[derive(Debug)]
+struct Ss {
+    rtt_us: f64,
+    cwnd: u64,
+    bytes_acked: u64,
+    unacked: u64,
+}
+
+fn ss(port: u16) -> Option<Ss> {
+    let out = Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut rtt_us, mut cwnd, mut bytes_acked, mut unacked) = (None, None, None, 0);
+    for token in text.split_whitespace() {
+        if let Some(v) = token.strip_prefix("rtt:") {
+            let ms: f64 = v.split('/').next()?.parse().ok()?;
+            rtt_us = Some(ms * 1000.0);
+        } else if let Some(v) = token.strip_prefix("cwnd:") {
+            cwnd = v.parse().ok();
+        } else if let Some(v) = token.strip_prefix("bytes_acked:") {
+            bytes_acked = v.parse().ok();
+        } else if let Some(v) = token.strip_prefix("unacked:") {
+            unacked = v.parse().ok()?;
+        }
+    }
+    Some(Ss {
+        rtt_us: rtt_us?,
+        cwnd: cwnd?,
+        bytes_acked: bytes_acked?,
+        unacked,
+    })
+}
+
+/// Every archive under `dir` as CSV (one header), skipping files the
+/// agent is still in the middle of writing.
+fn csv_of(dir: &Path) -> String {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".jsonl") {
+                files.push(p);
+            }
+        }
+    }
+    let mut all = csv::HEADER.as_bytes().to_vec();
+    for f in files {
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
+        let Ok(mut reader) = ArchiveReader::new(f.display().to_string(), file) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        let _ = CsvConverter::new().convert(&mut reader, &mut out, 1 << 16, |rows| {
+            all.extend_from_slice(rows);
+            rows.clear();
+            Ok(())
+        });
+    }
+    String::from_utf8(all).unwrap()
+}
+
+/// The rows of `csv` for the socket with local port `sport`, as maps from
+/// column index; with the column indices of the fields compared.
+struct Rows {
+    sport: usize,
+    rtt: usize,
+    cwnd: usize,
+    bytes_acked: usize,
+}
+
+impl Rows {
+    fn new() -> Self {
+        let header: Vec<&str> = csv::HEADER.trim_end().split(',').collect();
+        let col = |name| header.iter().position(|h| *h == name).unwrap();
+        Rows {
+            sport: col("IDM.SockID.SPort"),
+            rtt: col("TCP.RTT"),
+            cwnd: col("TCP.SndCwnd"),
+            bytes_acked: col("TCP.BytesAcked"),
+        }
+    }
+
+    /// (rtt µs, cwnd, bytes_acked) of every archived snapshot of `sport`.
+    fn of(&self, csv: &str, sport: u16) -> Vec<(f64, u64, u64)> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|c| c.len() == 105 && c[self.sport] == sport.to_string())
+            .filter_map(|c| {
+                Some((
+                    c[self.rtt].parse().ok()?,
+                    c[self.cwnd].parse().ok()?,
+                    c[self.bytes_acked].parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SIGTERM: the agent flushes and closes its files.
+        let pid = libc::pid_t::try_from(self.0.id()).unwrap_or(0);
+        if pid > 0 {
+            // SAFETY: kill(2) on the pid of a child this test spawned and
+            // has not yet reaped; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn archived_connection_converts_and_agrees_with_ss() {
+    let out = tempfile::tempdir().unwrap();
+    let agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_tcp-info"))
+            .arg("-exclude-local=false")
+            .arg(format!("-output={}", out.path().display()))
+            .arg("-flush-interval=50ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    let port = client.local_addr().unwrap().port();
+    let chunk = vec![0x5au8; 1 << 16];
+    for _ in 0..PAYLOAD / chunk.len() {
+        client.write_all(&chunk).unwrap();
+    }
+
+    // Idle, and nothing in flight: the kernel's numbers now stand still.
+    let start = Instant::now();
+    let seen = loop {
+        if let Some(s) = ss(port) {
+            if s.unacked == 0 && s.bytes_acked >= PAYLOAD as u64 {
+                break s;
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "connection never went idle");
+        std::thread::yield_now();
+    };
+
+    // Wait for the agent to archive that idle state.
+    let rows = Rows::new();
+    let archived = loop {
+        let snaps = rows.of(&csv_of(out.path()), port);
+        if let Some(&last) = snaps.iter().rev().find(|s| s.2 == seen.bytes_acked) {
+            break last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "agent never archived bytes_acked={} for port {port}; saw {:?}",
+            seen.bytes_acked,
+            snaps.last()
+        );
+        std::thread::yield_now();
+    };
+    let (rtt_us, cwnd, bytes_acked) = archived;
+    eprintln!("ss: {seen:?}; csv: rtt={rtt_us} cwnd={cwnd} bytes_acked={bytes_acked}");
+    assert_eq!(bytes_acked, seen.bytes_acked);
+    // ss prints rtt in ms with three decimals.
+    assert!(
+        (rtt_us - seen.rtt_us).abs() <= 1.0 + seen.rtt_us * 0.01,
+        "rtt: csv {rtt_us} µs, ss {} µs",
+        seen.rtt_us
+    );
+    assert_eq!(cwnd, seen.cwnd, "cwnd: csv {cwnd}, ss {}", seen.cwnd);
+
+    drop(client);
+    assert_eq!(server.join().unwrap(), PAYLOAD);
+    drop(agent);
+}
