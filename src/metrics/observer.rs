@@ -151,3 +151,40 @@ impl PollObserver for MetricsObserver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Stats;
+
+    #[test]
+    fn ready_after_the_first_complete_cycle_and_an_inventory_at_once() {
+        let metrics = Metrics::new(Arc::new(Stats::default()));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut observer = MetricsObserver::new(Arc::clone(&metrics), tx);
+        let cache = Cache::new();
+
+        observer.dump_finished(inetdiag::AF_INET6, Duration::from_millis(2), 3);
+        observer.error("kernel");
+        observer.cycle_finished(None, &cache);
+        assert!(
+            !metrics.is_ready(),
+            "a cycle with a failed dump is not complete"
+        );
+        assert_eq!(rx.try_recv().unwrap(), TcpInventory::default());
+
+        observer.cycle_finished(Some(Duration::from_millis(10)), &cache);
+        assert!(metrics.is_ready());
+        assert!(
+            rx.try_recv().is_err(),
+            "the next inventory waits its interval"
+        );
+
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("tcpinfo_error_total{type=\"netlink_kernel\"} 1"));
+        assert!(text.contains("tcpinfo_syscall_time_histogram_count{af=\"ipv6\"} 1"));
+        assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv6\"} 3"));
+        assert!(text.contains("tcpinfo_polling_interval_histogram_count 1"));
+        assert!(text.contains("tcpinfo_cache_count_histogram_count 2"));
+    }
+}
