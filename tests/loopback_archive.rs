@@ -38,7 +38,7 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
 
     let (listener, mut conns) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let conns: Vec<Connection> = (0..3).map(|_| Connection::open(&listener, None)).collect();
+        let conns: Vec<Connection> = (0..3).map(|_| Connection::open(&listener)).collect();
         (listener, conns)
     });
 
@@ -173,8 +173,8 @@ fn idle_connection_adds_no_lines_across_flushes() {
 
     let (_listener, mut idle, busy) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let idle = Connection::open(&listener, None);
-        let busy = Connection::open(&listener, None);
+        let idle = Connection::open(&listener);
+        let busy = Connection::open(&listener);
         (listener, idle, busy)
     });
     idle.exchange(1000);
@@ -246,7 +246,7 @@ fn rotation_starts_numbered_segments_each_with_its_metadata_line() {
 
     let (_listener, conn) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let conn = Connection::open(&listener, None);
+        let conn = Connection::open(&listener);
         (listener, conn)
     });
     let cookie = socket_cookie(&conn.client);

@@ -612,16 +612,17 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `listener` (from `bind`, if given) and accepts.
-    pub fn open(listener: &TcpListener, bind: Option<&str>) -> Connection {
-        let target = listener.local_addr().unwrap();
+    /// Connects to `listener` at its own address and accepts.
+    pub fn open(listener: &TcpListener) -> Connection {
+        Self::open_to(listener, listener.local_addr().unwrap(), None)
+    }
+
+    /// Connects to `target` (where `listener` listens), from `bind` if
+    /// given, and accepts. Call from the client's namespace.
+    pub fn open_to(listener: &TcpListener, target: SocketAddr, bind: Option<&str>) -> Connection {
         let client = match bind {
             None => TcpStream::connect(target).unwrap(),
-            Some(ip) => {
-                // std has no bind-before-connect; go through libc.
-                let sock = socket2_like_connect(ip, target);
-                TcpStream::from(sock)
-            }
+            Some(ip) => TcpStream::from(bound_connect(ip, target)),
         };
         let (server, _) = listener.accept().unwrap();
         Connection { client, server }
@@ -637,7 +638,7 @@ impl Connection {
 }
 
 /// A TCP socket bound to `ip` (any port) and connected to `target`.
-fn socket2_like_connect(ip: &str, target: SocketAddr) -> std::os::fd::OwnedFd {
+fn bound_connect(ip: &str, target: SocketAddr) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     let ip: std::net::Ipv4Addr = ip.parse().unwrap();
     let SocketAddr::V4(target) = target else {
