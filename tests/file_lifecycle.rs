@@ -26,7 +26,14 @@ struct Watch {
 impl Watch {
     fn start(dir: &Path) -> Watch {
         let mut child = Command::new("inotifywait")
-            .args(["-m", "-r", "-e", "create,close_write,open", "--format", "%e %w%f"])
+            .args([
+                "-m",
+                "-r",
+                "-e",
+                "create,close_write,open",
+                "--format",
+                "%e %w%f",
+            ])
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -104,13 +111,22 @@ fn each_segment_file_is_created_opened_and_closed_exactly_once() {
     short.exchange(1000);
     // Files are not read while the watch runs: a read is an OPEN too.
     // Progress is judged by names and the agent's counters only.
-    wait_until(Duration::from_secs(10), "files of the first connections", || {
-        archive_files(&out).len() >= 9
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "files of the first connections",
+        || archive_files(&out).len() >= 9,
+    );
     drop(short);
-    wait_until(Duration::from_secs(10), "the short connection's close", || {
-        agent.stats_lines().last().is_some_and(|s| s.get("closed") >= 2)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the short connection's close",
+        || {
+            agent
+                .stats_lines()
+                .last()
+                .is_some_and(|s| s.get("closed") >= 2)
+        },
+    );
     wait_until(Duration::from_secs(10), "rotation to .00001 files", || {
         archive_files(&out)
             .iter()
@@ -125,9 +141,11 @@ fn each_segment_file_is_created_opened_and_closed_exactly_once() {
     let sentinel = out.join("sentinel");
     std::fs::write(&sentinel, b"done").unwrap();
     let sentinel_close = format!("CLOSE_WRITE,CLOSE {}", sentinel.display());
-    wait_until(Duration::from_secs(10), "the sentinel's CLOSE_WRITE", || {
-        watch.events().contains(&sentinel_close)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the sentinel's CLOSE_WRITE",
+        || watch.events().contains(&sentinel_close),
+    );
     let events = watch.events();
     drop(watch);
 
@@ -149,7 +167,12 @@ fn each_segment_file_is_created_opened_and_closed_exactly_once() {
         "every file seen by inotify, and only those"
     );
     for (path, kinds) in &per_file {
-        let count = |k: &str| kinds.iter().filter(|e| e.split(',').any(|p| p == k)).count();
+        let count = |k: &str| {
+            kinds
+                .iter()
+                .filter(|e| e.split(',').any(|p| p == k))
+                .count()
+        };
         assert_eq!(count("CREATE"), 1, "{path}: {kinds:?}");
         assert_eq!(count("OPEN"), 1, "{path}: opened more than once: {kinds:?}");
         assert_eq!(count("CLOSE_WRITE"), 1, "{path}: {kinds:?}");

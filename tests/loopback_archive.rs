@@ -48,11 +48,22 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
     let mut client_cookies = Vec::new();
     let mut server_cookies = Vec::new();
     for c in &conns {
-        let (local, peer) = (c.client.local_addr().unwrap(), c.client.peer_addr().unwrap());
+        let (local, peer) = (
+            c.client.local_addr().unwrap(),
+            c.client.peer_addr().unwrap(),
+        );
         let client = ss[&(local, peer)];
         let server = ss[&(peer, local)];
-        assert_eq!(client, socket_cookie(&c.client), "ss and SO_COOKIE disagree");
-        assert_eq!(server, socket_cookie(&c.server), "ss and SO_COOKIE disagree");
+        assert_eq!(
+            client,
+            socket_cookie(&c.client),
+            "ss and SO_COOKIE disagree"
+        );
+        assert_eq!(
+            server,
+            socket_cookie(&c.server),
+            "ss and SO_COOKIE disagree"
+        );
         client_cookies.push(client);
         server_cookies.push(server);
     }
@@ -66,33 +77,44 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
             c.exchange(ROUND);
         }
         let want = (round * ROUND) as u64;
-        wait_until(Duration::from_secs(10), "the round's bytes in the archive", || {
-            server_cookies.iter().all(|&cookie| {
-                live_segments_of(&out, cookie)
-                    .first()
-                    .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= want))
-            })
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "the round's bytes in the archive",
+            || {
+                server_cookies.iter().all(|&cookie| {
+                    live_segments_of(&out, cookie)
+                        .first()
+                        .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= want))
+                })
+            },
+        );
     }
 
     // Half-close from the client: FIN_WAIT2 there, CLOSE_WAIT on the server.
     for c in &conns {
         c.client.shutdown(Shutdown::Write).unwrap();
     }
-    wait_until(Duration::from_secs(10), "the half-close in the archive", || {
-        let seen = |cookie: u64, st: u8| {
-            live_segments_of(&out, cookie)
-                .first()
-                .is_some_and(|s| s.snapshots().iter().any(|r| info_state(r) == st))
-        };
-        client_cookies.iter().all(|&c| seen(c, state::FIN_WAIT2))
-            && server_cookies.iter().all(|&c| seen(c, state::CLOSE_WAIT))
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the half-close in the archive",
+        || {
+            let seen = |cookie: u64, st: u8| {
+                live_segments_of(&out, cookie)
+                    .first()
+                    .is_some_and(|s| s.snapshots().iter().any(|r| info_state(r) == st))
+            };
+            client_cookies.iter().all(|&c| seen(c, state::FIN_WAIT2))
+                && server_cookies.iter().all(|&c| seen(c, state::CLOSE_WAIT))
+        },
+    );
     drop(conns);
     // Every connection socket is gone (the clients sit in TIME_WAIT, which
     // is not dumped): the agent closes their files.
     wait_until(Duration::from_secs(10), "the agent to see 6 closes", || {
-        agent.stats_lines().last().is_some_and(|s| s.get("closed") >= 6)
+        agent
+            .stats_lines()
+            .last()
+            .is_some_and(|s| s.get("closed") >= 6)
     });
     let listener_cookie = socket_cookie(&listener);
     let final_stats = agent.terminate();
@@ -121,7 +143,12 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
         assert_eq!(seg.sequence, 0);
         assert_eq!(seg.uuid, expected_uuid(cookie));
         let snaps = seg.snapshots();
-        assert!(snaps.len() >= 4, "{}: only {} snapshots", seg.uuid, snaps.len());
+        assert!(
+            snaps.len() >= 4,
+            "{}: only {} snapshots",
+            seg.uuid,
+            snaps.len()
+        );
         assert_eq!(info_state(&snaps[0]), state::ESTABLISHED);
         let mut rank = 0;
         let mut counter = 0;
@@ -131,14 +158,24 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
             let now = life_rank(info_state(r));
             assert!(now >= rank, "{}: states went backwards", seg.uuid);
             rank = now;
-            let c = if is_client { bytes_acked(r) } else { bytes_received(r) };
+            let c = if is_client {
+                bytes_acked(r)
+            } else {
+                bytes_received(r)
+            };
             assert!(c >= counter, "{}: byte counter went backwards", seg.uuid);
             counter = c;
         }
         let established: Vec<u64> = snaps
             .iter()
             .filter(|r| info_state(r) == state::ESTABLISHED)
-            .map(|r| if is_client { bytes_acked(r) } else { bytes_received(r) })
+            .map(|r| {
+                if is_client {
+                    bytes_acked(r)
+                } else {
+                    bytes_received(r)
+                }
+            })
             .collect();
         let distinct: BTreeSet<u64> = established.iter().copied().collect();
         assert!(
@@ -151,9 +188,17 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
         assert!(last >= total, "{}: last counter {last} < {total}", seg.uuid);
         let closing: BTreeSet<u8> = snaps.iter().map(info_state).filter(|&s| s != 1).collect();
         if is_client {
-            assert!(closing.contains(&state::FIN_WAIT2), "{}: {closing:?}", seg.uuid);
+            assert!(
+                closing.contains(&state::FIN_WAIT2),
+                "{}: {closing:?}",
+                seg.uuid
+            );
         } else {
-            assert!(closing.contains(&state::CLOSE_WAIT), "{}: {closing:?}", seg.uuid);
+            assert!(
+                closing.contains(&state::CLOSE_WAIT),
+                "{}: {closing:?}",
+                seg.uuid
+            );
         }
     }
     let listener_seg = by_cookie[&listener_cookie];
@@ -203,11 +248,15 @@ fn idle_connection_adds_no_lines_across_flushes() {
     };
 
     // Let the exchange and its delayed ACK settle into the archive.
-    wait_until(Duration::from_secs(10), "idle connection's data archived", || {
-        live_segments_of(&out, idle_cookie)
-            .first()
-            .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 1000))
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "idle connection's data archived",
+        || {
+            live_segments_of(&out, idle_cookie)
+                .first()
+                .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 1000))
+        },
+    );
     wait_flushes(2);
     let settled_lines = lines_of(idle_cookie);
     let settled_frames = frames_of(idle_cookie);
@@ -251,11 +300,15 @@ fn rotation_starts_numbered_segments_each_with_its_metadata_line() {
     });
     let cookie = socket_cookie(&conn.client);
     let pump = Pump::start(vec![conn], 2000, Duration::from_millis(10));
-    wait_until(Duration::from_secs(10), "a second segment with data", || {
-        live_segments_of(&out, cookie)
-            .get(1)
-            .is_some_and(|s| s.records.len() >= 2)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "a second segment with data",
+        || {
+            live_segments_of(&out, cookie)
+                .get(1)
+                .is_some_and(|s| s.records.len() >= 2)
+        },
+    );
     let conn = pump.stop();
     agent.terminate();
     drop(conn);
@@ -267,7 +320,10 @@ fn rotation_starts_numbered_segments_each_with_its_metadata_line() {
         // Segments are complete on disk: the strict reader must agree.
         let strict = read_segment(&seg.path);
         assert_eq!(strict.records.len(), seg.records.len());
-        assert_eq!(seg.sequence, i as u32, "segments numbered from 0 without gaps");
+        assert_eq!(
+            seg.sequence, i as u32,
+            "segments numbered from 0 without gaps"
+        );
         assert_eq!(seg.uuid, expected_uuid(cookie));
         seg.assert_metadata_first();
         let snaps = seg.snapshots();
@@ -282,7 +338,10 @@ fn rotation_starts_numbered_segments_each_with_its_metadata_line() {
             );
         }
         if let Some(prev) = last_ts {
-            assert!(first >= prev, "segment {i} starts before the previous ended");
+            assert!(
+                first >= prev,
+                "segment {i} starts before the previous ended"
+            );
         }
         last_ts = Some(last);
     }

@@ -64,7 +64,11 @@ fn capture_datagrams(request: &DumpRequest, seq: u32) -> Dump {
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         assert_eq!(
-            libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len),
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                len
+            ),
             0
         );
         let mut bound: libc::sockaddr_nl = std::mem::zeroed();
@@ -147,7 +151,14 @@ fn capture() -> (Vec<Vec<u8>>, Vec<Dump>) {
 /// writer would.
 fn exercise(record: &DiagRecord) {
     let m = record.msg();
-    let _ = (m.family(), m.state(), m.sport(), m.dport(), m.src(), m.dst());
+    let _ = (
+        m.family(),
+        m.state(),
+        m.sport(),
+        m.dport(),
+        m.src(),
+        m.dst(),
+    );
     let _ = (m.cookie(), m.interface(), m.inode(), m.as_bytes().len());
     let slots = record.attribute_slots();
     assert!(slots <= MAX_ATTRIBUTE_TYPE as usize + 1);
@@ -178,7 +189,9 @@ fn exercise(record: &DiagRecord) {
 /// then `flips` random corruptions (bit flips, 0x00/0xff bytes, and
 /// 16-bit length-field overwrites at random offsets).
 fn mutations(original: &[u8], flips: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = (0..original.len()).map(|n| original[..n].to_vec()).collect();
+    let mut out: Vec<Vec<u8>> = (0..original.len())
+        .map(|n| original[..n].to_vec())
+        .collect();
     for _ in 0..flips {
         let mut m = original.to_vec();
         for _ in 0..1 + rng.below(3) {
@@ -227,7 +240,10 @@ fn corrupted_copies_of_real_replies_never_panic_the_parser_comparison_or_cache()
         cache.end_cycle(|_, _| {});
     }
     // Both outcomes were exercised.
-    assert!(parsed > 1000 && rejected > 1000, "parsed {parsed}, rejected {rejected}");
+    assert!(
+        parsed > 1000 && rejected > 1000,
+        "parsed {parsed}, rejected {rejected}"
+    );
 }
 
 #[test]

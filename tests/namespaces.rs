@@ -17,9 +17,16 @@ fn cookies_on_disk(out: &std::path::Path) -> BTreeSet<u64> {
 /// Waits until the agent has seen at least `n` sockets (archived or not):
 /// after that, whatever it was going to archive of them is queued.
 fn wait_for_new(agent: &Agent, n: u64) {
-    wait_until(Duration::from_secs(10), &format!("the agent to see {n} sockets"), || {
-        agent.stats_lines().last().is_some_and(|s| s.get("new") >= n)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        &format!("the agent to see {n} sockets"),
+        || {
+            agent
+                .stats_lines()
+                .last()
+                .is_some_and(|s| s.get("new") >= n)
+        },
+    );
 }
 
 fn server_addr(port: u16) -> SocketAddr {
@@ -53,17 +60,25 @@ fn connections_between_namespaces_are_archived_and_loopback_ones_beside_them_are
     // 2 remote (server ends), 2 × 2 loopback ends, the listener.
     wait_for_new(&agent, 7);
     let remote_cookies: BTreeSet<u64> = remote.iter().map(|c| socket_cookie(&c.server)).collect();
-    wait_until(Duration::from_secs(10), "the remote connections' data on disk", || {
-        remote_cookies.iter().all(|&cookie| {
-            live_segments_of(&out, cookie)
-                .first()
-                .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 5000))
-        })
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the remote connections' data on disk",
+        || {
+            remote_cookies.iter().all(|&cookie| {
+                live_segments_of(&out, cookie)
+                    .first()
+                    .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 5000))
+            })
+        },
+    );
     let stats = agent.terminate();
     drop((remote, local));
 
-    assert_eq!(cookies_on_disk(&out), remote_cookies, "only the veth connections");
+    assert_eq!(
+        cookies_on_disk(&out),
+        remote_cookies,
+        "only the veth connections"
+    );
     for seg in read_all(&out) {
         seg.assert_metadata_first();
         for r in seg.snapshots() {
@@ -109,9 +124,11 @@ fn exclude_srcport_and_exclude_dstip_leave_out_the_connections_they_name() {
     // 4 server ends and 2 listeners.
     wait_for_new(&agent, 6);
     let kept_cookie = socket_cookie(&conns[1].server);
-    wait_until(Duration::from_secs(10), "the kept connection on disk", || {
-        !live_segments_of(&out, kept_cookie).is_empty()
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the kept connection on disk",
+        || !live_segments_of(&out, kept_cookie).is_empty(),
+    );
     agent.terminate();
     drop(conns);
 
@@ -141,11 +158,15 @@ fn anonymize_netblock_zeroes_the_remote_address_to_its_24_and_keeps_the_local_on
     conn.exchange(3000);
     let cookie = socket_cookie(&conn.server);
     let client_port = conn.client.local_addr().unwrap().port();
-    wait_until(Duration::from_secs(10), "the connection's data on disk", || {
-        live_segments_of(&out, cookie)
-            .first()
-            .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 3000))
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the connection's data on disk",
+        || {
+            live_segments_of(&out, cookie)
+                .first()
+                .is_some_and(|s| s.snapshots().iter().any(|r| bytes_received(r) >= 3000))
+        },
+    );
     agent.terminate();
     drop(conn);
 
@@ -160,7 +181,11 @@ fn anonymize_netblock_zeroes_the_remote_address_to_its_24_and_keeps_the_local_on
         let dst = &raw[inetdiag::address_ranges::DST];
         // The host's own address stays; the peer's loses its host byte.
         assert_eq!(&src[..4], &[198, 51, 100, 1], "local address kept");
-        assert_eq!(&dst[..4], &[198, 51, 100, 0], "remote address zeroed to /24");
+        assert_eq!(
+            &dst[..4],
+            &[198, 51, 100, 0],
+            "remote address zeroed to /24"
+        );
         assert!(src[4..].iter().chain(&dst[4..]).all(|&b| b == 0));
         // Nothing else in the message is touched.
         let m = idm(r);

@@ -20,7 +20,11 @@ fn connections(ns: &Netns, n: usize, busy: usize) -> (TcpListener, Pump, Vec<Con
         (listener, conns)
     });
     let rest = conns.split_off(busy);
-    (listener, Pump::start(conns, 1000, Duration::from_millis(5)), rest)
+    (
+        listener,
+        Pump::start(conns, 1000, Duration::from_millis(5)),
+        rest,
+    )
 }
 
 /// Waits for `n` more periodic stats lines: `n` stats intervals, several

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use inetdiag::tcp_info as layout;
 use ::tcp_info::archive::ArchivalRecord;
+use inetdiag::tcp_info as layout;
 
 /// The flags every test passes: fast polling, flushing and logging.
 pub const FAST: [&str; 3] = [
@@ -187,10 +187,7 @@ impl NetnsPair {
             "netns",
             &client.name,
         ]));
-        for (ns, dev, ip) in [
-            (&server, &vs, SERVER_IP),
-            (&client, &vc, CLIENT_IP),
-        ] {
+        for (ns, dev, ip) in [(&server, &vs, SERVER_IP), (&client, &vc, CLIENT_IP)] {
             run(Command::new("ip").args([
                 "-n",
                 &ns.name,
@@ -410,9 +407,18 @@ impl Segment {
             .unwrap_or_else(|| panic!("{}: first line is not metadata", self.path.display()));
         assert!(first.raw_idm.is_empty(), "{}", self.path.display());
         assert_eq!(m.uuid, self.uuid, "{}", self.path.display());
-        assert_eq!(m.sequence, u64::from(self.sequence), "{}", self.path.display());
+        assert_eq!(
+            m.sequence,
+            u64::from(self.sequence),
+            "{}",
+            self.path.display()
+        );
         for r in self.snapshots() {
-            assert!(r.metadata.is_none(), "{}: metadata after line 1", self.path.display());
+            assert!(
+                r.metadata.is_none(),
+                "{}: metadata after line 1",
+                self.path.display()
+            );
             assert_eq!(r.raw_idm.len(), 72, "{}", self.path.display());
         }
     }
@@ -474,8 +480,8 @@ pub fn parse_lines(path: &Path, text: &[u8]) -> Vec<ArchivalRecord> {
 /// Decodes a whole (multi-frame) archive file and parses every line.
 pub fn read_segment(path: &Path) -> Segment {
     let bytes = fs::read(path).unwrap();
-    let text = zstd::stream::decode_all(&bytes[..])
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text =
+        zstd::stream::decode_all(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (uuid, sequence) = parse_file_name(path);
     Segment {
         path: path.to_path_buf(),
