@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use ahash::AHashMap;
 use inetdiag::DiagRecord;
 
-use crate::compare::{compare, ChangeType};
+use crate::compare::{compare, unchanged_fast, ChangeType};
 use crate::exclusion::AnonymizeMask;
 
 /// What the cache keeps per socket.
@@ -66,6 +66,9 @@ impl Cache {
                 if entry.last_cycle != cycle {
                     entry.last_cycle = cycle;
                     self.seen += 1;
+                }
+                if unchanged_fast(&entry.payload, record) {
+                    return (Update::Unchanged, entry);
                 }
                 let change = match entry.record() {
                     Some(previous) => compare(&previous, record),

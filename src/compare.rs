@@ -37,6 +37,29 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
     &info[start.min(len)..end.min(len)]
 }
 
+/// The common case, decided without parsing `previous`: true when the two
+/// replies have the same length and layout and differ only where the
+/// change rule looks away (the `last_*` ages and everything from
+/// `busy_time` on inside tcp_info, and inet_diag_msg's timers and queues).
+/// Every attribute header is compared as bytes, so an equal result implies
+/// an identical attribute layout. False means "ask [`compare`]".
+pub fn unchanged_fast(previous: &[u8], current: &DiagRecord) -> bool {
+    let cur = current.payload();
+    let Some(info) = current.attribute_span(INET_DIAG_INFO) else {
+        return false;
+    };
+    if previous.len() != cur.len() || info.len() < BUSY_TIME {
+        return false;
+    }
+    const STATE: usize = 1;
+    let attrs = inetdiag::INET_DIAG_MSG_LEN;
+    previous[STATE] == cur[STATE]
+        && previous[attrs..info.start + LAST_DATA_SENT] == cur[attrs..info.start + LAST_DATA_SENT]
+        && previous[info.start + PMTU..info.start + BUSY_TIME]
+            == cur[info.start + PMTU..info.start + BUSY_TIME]
+        && previous[info.end..] == cur[info.end..]
+}
+
 /// Compares a connection's new snapshot with its previous one.
 pub fn compare(previous: &DiagRecord, current: &DiagRecord) -> ChangeType {
     if previous.msg().state() != current.msg().state() {
@@ -121,11 +144,63 @@ mod tests {
         )
     }
 
+    /// The full rule, cross-checked against the fast path: whenever the
+    /// fast path says "unchanged", the full rule must agree.
     fn change(a: &[u8], b: &[u8]) -> ChangeType {
-        compare(
-            &DiagRecord::parse(a).unwrap(),
-            &DiagRecord::parse(b).unwrap(),
-        )
+        let current = DiagRecord::parse(b).unwrap();
+        let full = compare(&DiagRecord::parse(a).unwrap(), &current);
+        if unchanged_fast(a, &current) {
+            assert_eq!(full, ChangeType::NoMajorChange, "fast path disagrees");
+        }
+        full
+    }
+
+    #[test]
+    fn fast_path_sees_through_timers_only() {
+        let previous = base(info());
+        let current = base(info());
+        assert!(unchanged_fast(
+            &previous,
+            &DiagRecord::parse(&current).unwrap()
+        ));
+        for (offset, expect) in [
+            (LAST_DATA_SENT, true),
+            (LAST_ACK_RECV + 3, true),
+            (BUSY_TIME, true),
+            (SND_WND, true),
+            (RTO, false),
+            (PMTU, false),
+            (BUSY_TIME - 1, false),
+        ] {
+            let current = base(with(info(), offset, 1));
+            let record = DiagRecord::parse(&current).unwrap();
+            assert_eq!(
+                unchanged_fast(&previous, &record),
+                expect,
+                "offset {offset}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes are flipped, the fast path never calls a
+        /// significant change "unchanged".
+        #[test]
+        fn fast_path_never_hides_a_significant_change(
+            flips in proptest::collection::vec((0usize..400, 1u8..=255), 1..4)
+        ) {
+            let previous = base(info());
+            let mut current = previous.clone();
+            for (at, x) in flips {
+                let at = at % current.len();
+                current[at] ^= x;
+            }
+            if let (Ok(p), Ok(c)) = (DiagRecord::parse(&previous), DiagRecord::parse(&current)) {
+                if unchanged_fast(&previous, &c) {
+                    proptest::prop_assert_eq!(compare(&p, &c), ChangeType::NoMajorChange);
+                }
+            }
+        }
     }
 
     #[test]

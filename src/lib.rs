@@ -9,10 +9,12 @@
 pub mod archive;
 pub mod compare;
 pub mod config;
+pub mod eventsocket;
 pub mod exclusion;
 #[macro_use]
 pub mod log;
 pub mod cache;
 pub mod collector;
+pub mod flow_events;
 pub mod saver;
 pub mod stats;

@@ -7,9 +7,12 @@ use std::thread;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, unbounded};
+use tcp_info::collector::PollObserver;
 use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
 use tcp_info::config::Config;
+use tcp_info::eventsocket::Server as EventServer;
 use tcp_info::exclusion::{Anonymizer, Exclusion};
+use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::log;
 use tcp_info::saver::{naming, writer, SaverConfig};
 use tcp_info::stats::Stats;
@@ -83,6 +86,21 @@ fn run(config: Config) -> anyhow::Result<()> {
         shards.push(ShardQueue::new(batch_tx, recycle_rx));
     }
 
+    let mut observers: Vec<Box<dyn PollObserver>> = Vec::new();
+    let event_server = match &config.eventsocket {
+        Some(path) => {
+            let server = EventServer::start(path)
+                .with_context(|| format!("event socket {}", path.display()))?;
+            observers.push(Box::new(FlowEventObserver::new(
+                server.publisher(),
+                uuid_prefix.clone(),
+            )));
+            log!("serving connection events on {}", path.display());
+            Some(server)
+        }
+        None => None,
+    };
+
     let mut collector = Collector::new(
         CollectorConfig {
             poll_interval: config.poll_interval,
@@ -92,7 +110,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         Exclusion::from_config(&config),
         Anonymizer::new(config.anonymize_ip),
         shards,
-        Vec::new(),
+        observers,
         Arc::clone(&stats),
     )
     .context("opening the NETLINK_SOCK_DIAG socket")?;
@@ -112,6 +130,9 @@ fn run(config: Config) -> anyhow::Result<()> {
             Ok(Err(e)) => log!("writer failed: {e}"),
             Err(_) => log!("writer thread panicked"),
         }
+    }
+    if let Some(server) = event_server {
+        server.shutdown();
     }
     log!("final {}", stats.summary((0, 0)));
     Ok(())

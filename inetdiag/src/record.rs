@@ -64,6 +64,15 @@ impl<'a> DiagRecord<'a> {
         Some(&self.payload[start as usize..(start + len) as usize])
     }
 
+    /// Where attribute `kind`'s payload lies in [`DiagRecord::payload`].
+    pub fn attribute_span(&self, kind: u16) -> Option<std::ops::Range<usize>> {
+        if kind > MAX_ATTRIBUTE_TYPE || self.present & (1 << kind) == 0 {
+            return None;
+        }
+        let (start, len) = self.spans[kind as usize];
+        Some(start as usize..(start + len) as usize)
+    }
+
     /// Bit `t` is set when attribute `t` is present.
     pub fn attribute_mask(&self) -> u64 {
         self.present

@@ -1,0 +1,178 @@
+//! The example client's flags, Go-style as in M-Lab's client
+//! (`-tcpinfo.eventsocket PATH`, `-tcpinfo.eventsocket=PATH`, or the
+//! `TCPINFO_EVENTSOCKET` environment variable).
+//!
+//! Only `clap` and `std` here: the deployment test compiles this very file
+//! to check the docker-compose command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "example-eventsocket-client",
+    version,
+    about = "Connects to tcp-info's event socket and logs every connection open and close event.",
+    after_help = "Flags take one or two dashes (-tcpinfo.eventsocket=PATH). Each flag can also come from the environment: upper-case, with '.' and '-' as '_' (TCPINFO_EVENTSOCKET=/run/tcpinfo/events.sock)."
+)]
+pub struct Flags {
+    /// The tcp-info event socket (Unix stream socket) to read events from.
+    #[arg(long = "tcpinfo.eventsocket", value_name = "PATH")]
+    pub eventsocket: Option<PathBuf>,
+
+    /// How long to wait for the socket to accept connections at start
+    /// (e.g. 500ms, 30s, 2m; 0 tries once).
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+}
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Flags {
+    /// Parses `args` (program name first) Go-style; flags not given are
+    /// looked up with `env` under their environment names.
+    pub fn parse_go_args<I, S>(
+        args: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut flags = Flags::try_parse_from(go_style(args))?;
+        if flags.eventsocket.is_none() {
+            flags.eventsocket = env("TCPINFO_EVENTSOCKET")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+        }
+        if flags.connect_timeout.is_none() {
+            if let Some(text) = env("CONNECT_TIMEOUT").filter(|v| !v.is_empty()) {
+                let timeout = parse_duration(&text).map_err(|e| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("CONNECT_TIMEOUT={text:?}: {e}\n"),
+                    )
+                })?;
+                flags.connect_timeout = Some(timeout);
+            }
+        }
+        if flags.eventsocket.is_none() {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "-tcpinfo.eventsocket path is required\n",
+            ));
+        }
+        Ok(flags)
+    }
+}
+
+/// Go's `flag` takes `-name`; clap wants `--name`. Rewriting stops at `--`
+/// or the first argument that is not a flag, as Go's parsing does.
+fn go_style<I, S>(args: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut out = Vec::new();
+    let mut done = false;
+    for (i, arg) in args.into_iter().map(Into::into).enumerate() {
+        if i == 0 || done {
+            out.push(arg);
+        } else if arg == "--" {
+            done = true;
+            out.push(arg);
+        } else if arg.starts_with('-') && !arg.starts_with("--") && arg.len() > 2 {
+            out.push(format!("-{arg}"));
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// A Go-style duration: a number with unit ns, us, ms, s, m or h (`0` alone
+/// is allowed), possibly several (`1m30s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            unit => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
+        };
+        total += Duration::from_secs_f64(number * seconds);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn go_style_flags_parse_like_double_dash() {
+        for args in [
+            vec!["c", "-tcpinfo.eventsocket=/x.sock"],
+            vec!["c", "-tcpinfo.eventsocket", "/x.sock"],
+            vec!["c", "--tcpinfo.eventsocket=/x.sock"],
+        ] {
+            let flags = Flags::parse_go_args(args, no_env).unwrap();
+            assert_eq!(flags.eventsocket, Some(PathBuf::from("/x.sock")));
+        }
+    }
+
+    #[test]
+    fn environment_fills_missing_flags() {
+        let flags = Flags::parse_go_args(["c"], |name| match name {
+            "TCPINFO_EVENTSOCKET" => Some("/env.sock".into()),
+            "CONNECT_TIMEOUT" => Some("1m30s".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(flags.eventsocket, Some(PathBuf::from("/env.sock")));
+        assert_eq!(flags.connect_timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn socket_path_is_required() {
+        assert!(Flags::parse_go_args(["c"], no_env).is_err());
+        assert!(Flags::parse_go_args(["c", "-bogus"], no_env).is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The example client binary against a real event socket server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tcp_info::archive::Timestamp;
+use tcp_info::eventsocket::{FlowEvent, Server, SockId};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Client {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Client {
+    fn spawn(args: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_example-eventsocket-client"))
+            .args(args)
+            .env_remove("TCPINFO_EVENTSOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Client { child, lines }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn expect_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?}"),
+            }
+        }
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("client did not exit");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Client {
+    /// A failed test must not leave the process behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sample_open() -> FlowEvent {
+    FlowEvent::open(
+        Timestamp::parse("2019-04-02T14:12:37.511Z").unwrap(),
+        "host_1554214357_unsafe_00000000000000AB",
+        SockId {
+            sport: 8080,
+            dport: 40000,
+            src_ip: "127.0.0.1".parse().unwrap(),
+            dst_ip: "127.0.0.1".parse().unwrap(),
+            interface: 0,
+            cookie: 0xAB,
+        },
+    )
+}
+
+#[test]
+fn logs_events_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sock");
+    let server = Server::start(&path).unwrap();
+    let arg = format!("-tcpinfo.eventsocket={}", path.display());
+    let mut client = Client::spawn(&[&arg]);
+    wait_until("client connected", || server.clients() == 1);
+
+    let publisher = server.publisher();
+    publisher.publish(&sample_open());
+    publisher.publish(&FlowEvent::close(
+        Timestamp::parse("2019-04-02T14:12:38Z").unwrap(),
+        "host_1554214357_unsafe_00000000000000AB",
+    ));
+    let open = client.expect_line("open ");
+    assert!(
+        open.ends_with(
+            "open  host_1554214357_unsafe_00000000000000AB 2019-04-02 14:12:37.511 +0000 UTC &{8080 40000 127.0.0.1 127.0.0.1 0 171}"
+        ),
+        "{open}"
+    );
+    let close = client.expect_line("close ");
+    assert!(
+        close.ends_with(
+            "close host_1554214357_unsafe_00000000000000AB 2019-04-02 14:12:38 +0000 UTC"
+        ),
+        "{close}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &client.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    client.expect_line("shutdown");
+    assert!(client.wait_exit().success());
+    server.shutdown();
+}
+
+#[test]
+fn exits_with_a_clear_message_when_the_server_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sock");
+    let server = Server::start(&path).unwrap();
+    let mut client = Client::spawn(&["-tcpinfo.eventsocket", path.to_str().unwrap()]);
+    wait_until("client connected", || server.clients() == 1);
+    server.shutdown();
+    client.expect_line("tcp-info closed the event socket");
+    assert!(client.wait_exit().success());
+}
+
+#[test]
+fn waits_for_the_socket_to_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sock");
+    let mut client = Client::spawn(&[&format!("-tcpinfo.eventsocket={}", path.display())]);
+    client.expect_line("waiting up to");
+    let server = Server::start(&path).unwrap();
+    wait_until("client connected", || server.clients() == 1);
+    server.shutdown();
+    assert!(client.wait_exit().success());
+}
+
+#[test]
+fn unreachable_socket_fails_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.sock");
+    let mut client = Client::spawn(&[
+        &format!("-tcpinfo.eventsocket={}", path.display()),
+        "-connect-timeout=0",
+    ]);
+    let line = client.expect_line("error:");
+    assert!(line.contains("missing.sock"), "{line}");
+    assert_eq!(client.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn missing_socket_flag_is_a_usage_error() {
+    let mut client = Client::spawn(&[]);
+    client.expect_line("-tcpinfo.eventsocket path is required");
+    assert_eq!(client.wait_exit().code(), Some(2));
+}

@@ -1,0 +1,20 @@
+//! The event socket: a Unix stream socket on which the agent announces each
+//! connection it starts tracking (open) and each one that disappears
+//! (close), one JSON line per event, in the protocol of M-Lab's Go
+//! `tcp-info` so that existing sidecars (packet capture, traceroute) work
+//! unchanged.
+//!
+//! - [`FlowEvent`] / [`SockId`] / [`TcpEvent`]: the protocol's data and its
+//!   byte-exact Go JSON encoding.
+//! - [`Server`] / [`Publisher`]: serving events to any number of clients,
+//!   each isolated behind its own bounded queue so a stuck client never
+//!   delays polling or the other clients.
+//! - [`client`]: connecting, reading events, a [`client::Handler`] trait.
+
+pub mod client;
+mod event;
+mod log_limit;
+mod server;
+
+pub use event::{EventError, FlowEvent, SockId, TcpEvent};
+pub use server::{Publisher, Server, ServerOptions, DEFAULT_MAX_CLIENTS, DEFAULT_QUEUE_CAPACITY};

@@ -1,0 +1,502 @@
+//! The event socket server: a Unix stream socket on which every connected
+//! client receives each published `FlowEvent` as one JSON line.
+//!
+//! Isolation is the point. In M-Lab's Go server one mutex-held blocking
+//! write per client sits between the saver and every other client, so one
+//! client that stops reading stalls the whole agent. Here:
+//!
+//! - [`Publisher::publish`] serializes the event once into shared bytes
+//!   (`Arc<[u8]>`) and, under a mutex that guards only an in-memory list,
+//!   appends them to each client's queue. It performs no I/O and never
+//!   waits on a client.
+//! - Each client has its own writer thread that drains its queue into the
+//!   socket with blocking writes, batching whatever has queued up. A stuck
+//!   client blocks only its own thread.
+//! - A client whose queue already holds `queue_capacity` events when the
+//!   next one arrives has fallen too far behind: it is removed, its socket is
+//!   shut down (which also unblocks its writer), the drop is counted and
+//!   logged.
+//!
+//! A thread per client rather than one `poll(2)` loop: clients are a handful
+//! of sidecars, blocking writes keep per-client ordering trivially correct,
+//! and a thread costs a small stack; a poll loop would need non-blocking
+//! partial-write bookkeeping per client for no gain at this scale.
+//!
+//! Queues are unbounded channels whose length is checked before each push,
+//! so memory grows only with a client's real backlog instead of being
+//! preallocated per client.
+
+use std::fs;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::event::FlowEvent;
+use super::log_limit::LogLimiter;
+
+/// Events a client may lag behind before it is disconnected. Large because
+/// at agent start every existing connection is announced at once (tens of
+/// thousands on a busy server), and a healthy client must survive that
+/// burst; memory is only used while a backlog exists.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+/// Clients beyond this are refused: each costs a thread.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+
+/// How often an idle writer checks whether its client hung up, so a client
+/// that disconnects while no events flow releases its descriptor promptly.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long [`Server::shutdown`] lets writers deliver what is queued before
+/// it cuts off clients that are not reading.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Writers gather queued events into writes of about this size.
+const WRITE_BATCH: usize = 64 * 1024;
+
+const WRITER_STACK: usize = 128 * 1024;
+
+/// Tunables of a [`Server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// A client is disconnected when an event arrives while this many are
+    /// already waiting for it.
+    pub queue_capacity: usize,
+    /// Connections beyond this many clients are closed at once.
+    pub max_clients: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_clients: DEFAULT_MAX_CLIENTS,
+        }
+    }
+}
+
+/// The running event socket. Dropping it is the same as [`Server::shutdown`].
+pub struct Server {
+    path: PathBuf,
+    /// Identity of the socket file we created, so shutdown never removes a
+    /// file another process put in its place.
+    file_id: Option<(u64, u64)>,
+    listener: Arc<UnixListener>,
+    hub: Arc<Hub>,
+    writers: Arc<Mutex<Vec<Writer>>>,
+    writers_done: Receiver<()>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+/// The saver's handle for publishing events. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Publisher {
+    hub: Option<Arc<Hub>>,
+}
+
+/// State shared by the publisher, the accept thread and the writers.
+struct Hub {
+    clients: Mutex<Vec<Subscriber>>,
+    /// `clients.len()`, readable without the lock so publishing to nobody
+    /// costs one atomic load.
+    client_count: AtomicUsize,
+    stopping: AtomicBool,
+    dropped: AtomicU64,
+    options: ServerOptions,
+    log: LogLimiter,
+}
+
+struct Subscriber {
+    id: u64,
+    queue: Sender<Arc<[u8]>>,
+    stream: Arc<UnixStream>,
+}
+
+/// A writer thread and a weak handle on its socket, kept to cut off and
+/// join writers at shutdown without holding their descriptors open.
+struct Writer {
+    stream: Weak<UnixStream>,
+    thread: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves events on a Unix socket at `path` with default options.
+    pub fn start(path: &Path) -> io::Result<Server> {
+        Server::start_with(path, ServerOptions::default())
+    }
+
+    /// Removes whatever stale file is at `path` (an unclean shutdown leaves
+    /// the socket file behind), binds a Unix stream socket there, and starts
+    /// accepting clients on a thread of its own.
+    pub fn start_with(path: &Path, options: ServerOptions) -> io::Result<Server> {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(with_path(e, "cannot remove stale event socket", path)),
+        }
+        let listener =
+            UnixListener::bind(path).map_err(|e| with_path(e, "cannot bind event socket", path))?;
+        let file_id = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let listener = Arc::new(listener);
+        let hub = Arc::new(Hub {
+            clients: Mutex::new(Vec::new()),
+            client_count: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            options: ServerOptions {
+                queue_capacity: options.queue_capacity.max(1),
+                max_clients: options.max_clients,
+            },
+            log: LogLimiter::new(20, Duration::from_secs(10)),
+        });
+        let writers = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, writers_done) = crossbeam_channel::bounded(0);
+        let accept_thread = {
+            let listener = Arc::clone(&listener);
+            let hub = Arc::clone(&hub);
+            let writers = Arc::clone(&writers);
+            thread::Builder::new()
+                .name("eventsocket-accept".into())
+                .spawn(move || accept_loop(&listener, &hub, &writers, done_tx))?
+        };
+        Ok(Server {
+            path: path.to_path_buf(),
+            file_id,
+            listener,
+            hub,
+            writers,
+            writers_done,
+            accept_thread: Some(accept_thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            hub: Some(Arc::clone(&self.hub)),
+        }
+    }
+
+    /// Clients disconnected so far for falling more than their queue behind.
+    pub fn clients_dropped(&self) -> u64 {
+        self.hub.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Clients currently receiving events.
+    pub fn clients(&self) -> usize {
+        self.hub.client_count.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, gives connected clients a moment to receive what is
+    /// queued for them, closes every connection, joins all threads and
+    /// removes the socket file.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(accept_thread) = self.accept_thread.take() else {
+            return;
+        };
+        self.hub.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept thread: shutting down a listening socket makes a
+        // blocked accept(2) return with an error.
+        // SAFETY: the descriptor belongs to `self.listener`, which this
+        // struct keeps alive (an `Arc` we hold), so it is open and ours;
+        // shutdown(2) has no memory-safety preconditions beyond that.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+        let _ = accept_thread.join();
+
+        // Dropping the queues' senders lets each writer deliver its backlog
+        // and then end.
+        let subscribers = std::mem::take(&mut *self.hub.lock_clients());
+        self.hub.client_count.store(0, Ordering::Relaxed);
+        drop(subscribers);
+        let writers = std::mem::take(&mut *lock(&self.writers));
+        // Every writer holds a clone of the done sender; the channel
+        // disconnects when the last writer has ended.
+        let _ = self
+            .writers_done
+            .recv_deadline(Instant::now() + SHUTDOWN_GRACE);
+        for writer in &writers {
+            if let Some(stream) = writer.stream.upgrade() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+        for writer in writers {
+            let _ = writer.thread.join();
+        }
+
+        let ours = fs::symlink_metadata(&self.path)
+            .ok()
+            .is_some_and(|m| m.file_type().is_socket() && Some((m.dev(), m.ino())) == self.file_id);
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("path", &self.path)
+            .field("clients", &self.clients())
+            .field("clients_dropped", &self.clients_dropped())
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// A publisher connected to nothing, for when no event socket is
+    /// configured (Go's `NullServer`).
+    pub fn disabled() -> Self {
+        Publisher { hub: None }
+    }
+
+    /// Queues `event` for every connected client. Never blocks on a client
+    /// and never fails: with no clients the event is simply dropped. A
+    /// client whose queue is full is disconnected instead.
+    pub fn publish(&self, event: &FlowEvent) {
+        let Some(hub) = &self.hub else { return };
+        if hub.client_count.load(Ordering::Relaxed) == 0 || hub.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let line: Arc<[u8]> = event.to_json_line().into();
+        let capacity = hub.options.queue_capacity;
+        let mut lagging = Vec::new();
+        {
+            let mut clients = hub.lock_clients();
+            clients.retain(|client| {
+                if client.queue.len() >= capacity {
+                    lagging.push((client.id, Arc::clone(&client.stream)));
+                    return false;
+                }
+                // Fails only when the writer has already ended.
+                client.queue.send(Arc::clone(&line)).is_ok()
+            });
+            hub.client_count.store(clients.len(), Ordering::Relaxed);
+        }
+        for (id, stream) in lagging {
+            // Unblocks the writer if it is stuck in write(2); it then ends
+            // and closes the descriptor.
+            let _ = stream.shutdown(Shutdown::Both);
+            hub.dropped.fetch_add(1, Ordering::Relaxed);
+            hub.log.log(format_args!(
+                "client {id} fell more than {capacity} events behind; disconnected it"
+            ));
+        }
+    }
+
+    /// Clients disconnected so far for falling more than their queue behind
+    /// (0 for a disabled publisher).
+    pub fn clients_dropped(&self) -> u64 {
+        self.hub
+            .as_ref()
+            .map_or(0, |hub| hub.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Clients currently receiving events.
+    pub fn clients(&self) -> usize {
+        self.hub
+            .as_ref()
+            .map_or(0, |hub| hub.client_count.load(Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("enabled", &self.hub.is_some())
+            .finish()
+    }
+}
+
+impl Hub {
+    fn lock_clients(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        lock(&self.clients)
+    }
+
+    /// Forgets client `id`; false if it was already gone (dropped or shut
+    /// down).
+    fn remove(&self, id: u64) -> bool {
+        let mut clients = self.lock_clients();
+        let before = clients.len();
+        clients.retain(|c| c.id != id);
+        self.client_count.store(clients.len(), Ordering::Relaxed);
+        clients.len() != before
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn accept_loop(
+    listener: &UnixListener,
+    hub: &Arc<Hub>,
+    writers: &Mutex<Vec<Writer>>,
+    done: Sender<()>,
+) {
+    let mut next_id = 0u64;
+    loop {
+        let accepted = listener.accept();
+        if hub.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                hub.log.log(format_args!("accept failed: {e}"));
+                // Out of descriptors or memory: do not spin while it lasts.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        reap_finished(writers);
+        if hub.client_count.load(Ordering::Relaxed) >= hub.options.max_clients {
+            hub.log.log(format_args!(
+                "refusing client: already {} clients",
+                hub.options.max_clients
+            ));
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        // A short receive timeout turns the idle writer's hang-up check
+        // into a quick non-blocking probe; writes stay blocking.
+        if let Err(e) = stream.set_read_timeout(Some(Duration::from_millis(1))) {
+            hub.log.log(format_args!("client {id}: {e}"));
+            continue;
+        }
+        let stream = Arc::new(stream);
+        let (queue, events) = crossbeam_channel::unbounded();
+        // Registered before its writer starts, so a writer that ends at
+        // once always finds its entry to remove.
+        {
+            let mut clients = hub.lock_clients();
+            clients.push(Subscriber {
+                id,
+                queue,
+                stream: Arc::clone(&stream),
+            });
+            hub.client_count.store(clients.len(), Ordering::Relaxed);
+        }
+        let weak = Arc::downgrade(&stream);
+        let spawned = {
+            let hub = Arc::clone(hub);
+            let done = done.clone();
+            thread::Builder::new()
+                .name(format!("eventsocket-client-{id}"))
+                .stack_size(WRITER_STACK)
+                .spawn(move || {
+                    serve_client(id, &stream, &events, &hub);
+                    drop(done);
+                })
+        };
+        match spawned {
+            Ok(thread) => {
+                hub.log.log(format_args!("client {id} connected"));
+                lock(writers).push(Writer {
+                    stream: weak,
+                    thread,
+                });
+            }
+            Err(e) => {
+                hub.log
+                    .log(format_args!("cannot start writer for client {id}: {e}"));
+                hub.remove(id);
+            }
+        }
+    }
+}
+
+/// Joins writers that have ended, so their threads do not pile up.
+fn reap_finished(writers: &Mutex<Vec<Writer>>) {
+    let finished: Vec<Writer> = {
+        let mut writers = lock(writers);
+        let (done, running) = std::mem::take(&mut *writers)
+            .into_iter()
+            .partition(|w| w.thread.is_finished());
+        *writers = running;
+        done
+    };
+    for writer in finished {
+        let _ = writer.thread.join();
+    }
+}
+
+/// One client's writer: delivers queued lines until the queue is closed
+/// (shutdown or drop), a write fails, or the client hangs up.
+fn serve_client(id: u64, stream: &UnixStream, events: &Receiver<Arc<[u8]>>, hub: &Hub) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let reason = loop {
+        match events.recv_timeout(LIVENESS_INTERVAL) {
+            Ok(line) => {
+                batch.clear();
+                batch.extend_from_slice(&line);
+                while batch.len() < WRITE_BATCH {
+                    match events.try_recv() {
+                        Ok(line) => batch.extend_from_slice(&line),
+                        Err(_) => break,
+                    }
+                }
+                let mut writer = stream;
+                if let Err(e) = writer.write_all(&batch) {
+                    break match e.kind() {
+                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => "hung up".to_string(),
+                        _ => format!("write failed: {e}"),
+                    };
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if hung_up(stream) {
+                    break "hung up".to_string();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    };
+    // A client the publisher dropped was logged there already.
+    if hub.remove(id) {
+        hub.log.log(format_args!("client {id} {reason}"));
+    }
+}
+
+/// Whether the client closed its end. Clients are not expected to send
+/// anything; whatever they do send is read and discarded.
+fn hung_up(stream: &UnixStream) -> bool {
+    let mut scratch = [0u8; 512];
+    let mut reader = stream;
+    match reader.read(&mut scratch) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+        ),
+    }
+}
