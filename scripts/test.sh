@@ -12,6 +12,7 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v ip >/dev/null || need+=(iproute2)
 command -v inotifywait >/dev/null || need+=(inotify-tools)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus >/dev/null || need+=(prometheus)
 command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then

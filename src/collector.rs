@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
 
-use crate::cache::{Cache, Update};
+use crate::cache::{Cache, Entry, Update};
 use crate::exclusion::{AnonymizeMask, Anonymizer, Exclusion};
 use crate::log::RateLimit;
 use crate::saver::Batch;
@@ -41,6 +41,9 @@ pub trait PollObserver: Send {
     }
     /// An archived connection vanished from a complete dump.
     fn connection_closed(&mut self, _cookie: u64, _timestamp_ms: i64) {}
+    /// Any socket (archived or excluded) vanished from a complete dump;
+    /// `entry` holds its last significant snapshot.
+    fn socket_gone(&mut self, _cookie: u64, _entry: &Entry) {}
     /// One family's dump finished.
     fn dump_finished(&mut self, _family: u8, _elapsed: Duration, _sockets: usize) {}
     /// A dump failed; `kind` is a short stable label.
@@ -261,6 +264,9 @@ impl Collector {
                 ..
             } = poll;
             let closed = cache.end_cycle(|cookie, entry| {
+                for o in observers.iter_mut() {
+                    o.socket_gone(cookie, entry);
+                }
                 if entry.excluded {
                     return;
                 }

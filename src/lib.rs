@@ -3,8 +3,8 @@
 //! M-Lab's Go tcp-info.
 //!
 //! Layers (each depends only on those below it):
-//! `main` → `collector` / `saver` → `cache` / `compare` / `archive` /
-//! `exclusion` → `inetdiag`.
+//! `main` → `collector` / `saver` / `metrics` → `exposure` → `cache` /
+//! `compare` / `archive` / `exclusion` → `inetdiag`.
 
 pub mod archive;
 pub mod compare;
@@ -15,6 +15,8 @@ pub mod exclusion;
 pub mod log;
 pub mod cache;
 pub mod collector;
+pub mod exposure;
 pub mod flow_events;
+pub mod metrics;
 pub mod saver;
 pub mod stats;

@@ -12,8 +12,10 @@ use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
 use tcp_info::config::Config;
 use tcp_info::eventsocket::Server as EventServer;
 use tcp_info::exclusion::{Anonymizer, Exclusion};
+use tcp_info::exposure::ExposureWorker;
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::log;
+use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::saver::{naming, writer, SaverConfig};
 use tcp_info::stats::Stats;
 
@@ -64,6 +66,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.output)
         .with_context(|| format!("creating output directory {}", config.output.display()))?;
     let stats = Arc::new(Stats::default());
+    let metrics = Metrics::new(Arc::clone(&stats));
+    let listener = metrics::server::bind(&config.prometheus_listen_address)
+        .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
+    log!("serving metrics on {}", listener.local_addr()?);
+    metrics::server::spawn(Arc::clone(&metrics), listener)
+        .context("starting the metrics server")?;
+    let exposure = ExposureWorker::spawn(metrics.exposure(), "/proc")
+        .context("starting the exposure thread")?;
     let saver = Arc::new(SaverConfig {
         output: config.output.clone(),
         uuid_prefix: uuid_prefix.clone(),
@@ -73,8 +83,10 @@ fn run(config: Config) -> anyhow::Result<()> {
 
     let mut shards = Vec::new();
     let mut writers = Vec::new();
+    let mut writer_queues = Vec::new();
     for i in 0..config.writers {
         let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
+        writer_queues.push(batch_rx.clone());
         let (recycle_tx, recycle_rx) = unbounded();
         let (saver, stats) = (Arc::clone(&saver), Arc::clone(&stats));
         writers.push(
@@ -85,8 +97,12 @@ fn run(config: Config) -> anyhow::Result<()> {
         );
         shards.push(ShardQueue::new(batch_tx, recycle_rx));
     }
+    metrics.watch_writer_queues(writer_queues);
 
-    let mut observers: Vec<Box<dyn PollObserver>> = Vec::new();
+    let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(MetricsObserver::new(
+        Arc::clone(&metrics),
+        exposure.inventories,
+    ))];
     let event_server = match &config.eventsocket {
         Some(path) => {
             let server = EventServer::start(path)
@@ -95,6 +111,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                 server.publisher(),
                 uuid_prefix.clone(),
             )));
+            metrics.watch_event_socket(server.publisher());
             log!("serving connection events on {}", path.display());
             Some(server)
         }

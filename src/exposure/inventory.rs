@@ -1,0 +1,343 @@
+//! What is listening and who talks to whom: the inventory the exposure
+//! gauges are built from, taken from the poller's cache (TCP) and from a
+//! UDP sock_diag dump.
+
+use ahash::AHashMap;
+use inetdiag::request::DumpRequest;
+use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
+
+use super::scope::{classify, Scope};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn label(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// The `family` / `af` label value of an address family, as M-Lab's tool
+/// spells it.
+pub fn family_label(family: u8) -> &'static str {
+    match family {
+        inetdiag::AF_INET => "ipv4",
+        inetdiag::AF_INET6 => "ipv6",
+        _ => "unknown",
+    }
+}
+
+/// One listening socket: a TCP socket in LISTEN, or a UDP socket bound to a
+/// port with no connected peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListeningSocket {
+    pub proto: Proto,
+    pub family: u8,
+    /// Scope of the local (bound) address.
+    pub scope: Scope,
+    pub port: u16,
+    /// The socket's inode: the key to the owning process in /proc.
+    pub inode: u32,
+}
+
+impl ListeningSocket {
+    fn from_msg(proto: Proto, msg: &InetDiagMsg) -> Self {
+        Self {
+            proto,
+            family: msg.family(),
+            scope: classify(msg.src()),
+            port: msg.sport(),
+            inode: msg.inode(),
+        }
+    }
+}
+
+/// Whether a connection's local port is one of the host's listening ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// The `remote_scope` label: a scope, or `none` for LISTEN sockets.
+pub const REMOTE_SCOPES: usize = 4;
+const REMOTE_NONE: usize = 3;
+
+pub fn remote_scope_label(index: usize) -> &'static str {
+    match index {
+        0..=2 => Scope::ALL[index].label(),
+        _ => "none",
+    }
+}
+
+/// TCP states are 4-bit numbers (`TCP_MAX_STATES` = 16, net/tcp_states.h).
+const STATES: usize = 16;
+
+/// TCP socket counts by (state, direction, remote scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    counts: [[[u64; REMOTE_SCOPES]; 2]; STATES],
+}
+
+impl Default for ConnectionCounts {
+    fn default() -> Self {
+        Self {
+            counts: [[[0; REMOTE_SCOPES]; 2]; STATES],
+        }
+    }
+}
+
+impl ConnectionCounts {
+    fn add(&mut self, state: u8, direction: Direction, remote_scope: usize) {
+        self.counts[state as usize % STATES][direction as usize][remote_scope] += 1;
+    }
+
+    /// `(state, direction, remote_scope index, count)` for every non-zero count.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, Direction, usize, u64)> + '_ {
+        self.counts.iter().enumerate().flat_map(|(state, by_dir)| {
+            Direction::ALL.into_iter().flat_map(move |dir| {
+                by_dir[dir as usize]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &n)| n > 0)
+                    .map(move |(scope, &n)| (state as u8, dir, scope, n))
+            })
+        })
+    }
+
+    pub fn get(&self, state: u8, direction: Direction, remote_scope: usize) -> u64 {
+        self.counts[state as usize % STATES][direction as usize][remote_scope]
+    }
+}
+
+/// The TCP half of the inventory, built by the poller on a slow cadence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpInventory {
+    pub listeners: Vec<ListeningSocket>,
+    pub connections: ConnectionCounts,
+    /// Inbound connections (not LISTEN sockets) per listening port, by port.
+    pub inbound_by_port: Vec<(u16, u64)>,
+}
+
+/// Builds [`TcpInventory`]s, keeping its scratch space between builds so
+/// that a build allocates only what it returns.
+pub struct InventoryBuilder {
+    /// Bit `p` set when some socket listens on TCP port `p`.
+    listening_ports: Box<[u64; 1024]>,
+    /// `(local port, state, remote scope)` of every non-LISTEN socket.
+    others: Vec<(u16, u8, u8)>,
+    by_port: AHashMap<u16, u64>,
+}
+
+impl Default for InventoryBuilder {
+    fn default() -> Self {
+        Self {
+            listening_ports: Box::new([0; 1024]),
+            others: Vec::new(),
+            by_port: AHashMap::new(),
+        }
+    }
+}
+
+impl InventoryBuilder {
+    /// One pass over every socket the poller knows; `each` sees every record
+    /// on the way (the rate histograms ride on the same walk).
+    pub fn build<'a>(
+        &mut self,
+        sockets: impl Iterator<Item = (u64, DiagRecord<'a>)>,
+        mut each: impl FnMut(u64, &DiagRecord<'a>),
+    ) -> TcpInventory {
+        let mut inventory = TcpInventory::default();
+        self.listening_ports.fill(0);
+        self.others.clear();
+        self.by_port.clear();
+        for (cookie, record) in sockets {
+            each(cookie, &record);
+            let msg = record.msg();
+            if msg.state() == inetdiag::TCP_LISTEN {
+                let port = msg.sport();
+                self.listening_ports[port as usize / 64] |= 1 << (port % 64);
+                inventory
+                    .listeners
+                    .push(ListeningSocket::from_msg(Proto::Tcp, &msg));
+            } else {
+                let remote = classify(msg.dst()).index() as u8;
+                self.others.push((msg.sport(), msg.state(), remote));
+            }
+        }
+        for listener in &inventory.listeners {
+            inventory
+                .connections
+                .add(inetdiag::TCP_LISTEN, Direction::Inbound, REMOTE_NONE);
+            // Every listening port gets a by-port series, zero included.
+            self.by_port.entry(listener.port).or_insert(0);
+        }
+        for &(port, state, remote) in &self.others {
+            let listening = self.listening_ports[port as usize / 64] & (1 << (port % 64)) != 0;
+            let direction = if listening {
+                *self.by_port.entry(port).or_insert(0) += 1;
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            };
+            inventory.connections.add(state, direction, remote as usize);
+        }
+        inventory.inbound_by_port = self.by_port.iter().map(|(&p, &n)| (p, n)).collect();
+        inventory.inbound_by_port.sort_unstable();
+        inventory
+    }
+}
+
+/// A UDP socket "listens" when it is bound to a port and has no connected
+/// peer (a connected UDP socket only talks to that peer).
+pub fn udp_listener(msg: &InetDiagMsg) -> Option<ListeningSocket> {
+    let unconnected = msg.dport() == 0 && msg.dst().is_unspecified();
+    (unconnected && msg.sport() != 0).then(|| ListeningSocket::from_msg(Proto::Udp, msg))
+}
+
+/// Dumps every UDP socket (IPv6 then IPv4) and appends the listening ones.
+pub fn dump_udp_listeners(
+    socket: &mut DiagSocket,
+    out: &mut Vec<ListeningSocket>,
+) -> Result<(), inetdiag::Error> {
+    for family in [inetdiag::AF_INET6, inetdiag::AF_INET] {
+        let request = DumpRequest {
+            family,
+            protocol: inetdiag::IPPROTO_UDP,
+            states: inetdiag::ALL_STATES,
+            extensions: 0,
+        };
+        socket.dump(&request, |payload| {
+            if let Ok(msg) = InetDiagMsg::parse(payload) {
+                if let Some(listener) = udp_listener(&msg) {
+                    out.push(listener);
+                }
+            }
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// A 72-byte `inet_diag_msg` with the given fields.
+    pub(crate) fn msg_bytes(
+        state: u8,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        cookie: u64,
+        inode: u32,
+    ) -> Vec<u8> {
+        let mut v = vec![0u8; 72];
+        v[0] = match src {
+            IpAddr::V4(_) => inetdiag::AF_INET,
+            IpAddr::V6(_) => inetdiag::AF_INET6,
+        };
+        v[1] = state;
+        v[4..6].copy_from_slice(&sport.to_be_bytes());
+        v[6..8].copy_from_slice(&dport.to_be_bytes());
+        let put = |v: &mut Vec<u8>, at: usize, ip: IpAddr| match ip {
+            IpAddr::V4(a) => v[at..at + 4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => v[at..at + 16].copy_from_slice(&a.octets()),
+        };
+        put(&mut v, 8, src);
+        put(&mut v, 24, dst);
+        v[44..48].copy_from_slice(&(cookie as u32).to_ne_bytes());
+        v[48..52].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+        v[68..72].copy_from_slice(&inode.to_ne_bytes());
+        v
+    }
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse::<Ipv4Addr>().unwrap().into()
+    }
+    fn v6(s: &str) -> IpAddr {
+        s.parse::<Ipv6Addr>().unwrap().into()
+    }
+
+    #[test]
+    fn listeners_directions_and_inbound_counts_per_port() {
+        use inetdiag::{TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT};
+        let any4 = v4("0.0.0.0");
+        let sockets = [
+            msg_bytes(TCP_LISTEN, any4, 22, any4, 0, 1, 100),
+            msg_bytes(TCP_LISTEN, v6("::1"), 8080, v6("::"), 0, 2, 101),
+            // Two inbound on 22 (one public, one private peer).
+            msg_bytes(
+                TCP_ESTABLISHED,
+                v4("198.51.100.1"),
+                22,
+                v4("203.0.113.9"),
+                50000,
+                3,
+                0,
+            ),
+            msg_bytes(
+                TCP_ESTABLISHED,
+                v4("10.0.0.1"),
+                22,
+                v4("10.0.0.2"),
+                50001,
+                4,
+                0,
+            ),
+            // Outbound from an ephemeral port to a loopback peer.
+            msg_bytes(TCP_SYN_SENT, v6("::1"), 40000, v6("::1"), 9999, 5, 0),
+        ];
+        let records: Vec<_> = sockets
+            .iter()
+            .map(|b| DiagRecord::parse(b).unwrap())
+            .collect();
+        let mut seen = 0;
+        let inv = InventoryBuilder::default()
+            .build(records.iter().map(|r| (r.msg().cookie(), *r)), |_, _| {
+                seen += 1
+            });
+        assert_eq!(seen, 5);
+        assert_eq!(inv.listeners.len(), 2);
+        assert_eq!(inv.listeners[0].scope, Scope::Public);
+        assert_eq!(inv.listeners[1].scope, Scope::Loopback);
+        assert_eq!(inv.listeners[1].family, inetdiag::AF_INET6);
+        assert_eq!(inv.listeners[1].inode, 101);
+        let c = &inv.connections;
+        assert_eq!(c.get(TCP_LISTEN, Direction::Inbound, REMOTE_NONE), 2);
+        assert_eq!(c.get(TCP_ESTABLISHED, Direction::Inbound, 2), 1);
+        assert_eq!(c.get(TCP_ESTABLISHED, Direction::Inbound, 1), 1);
+        assert_eq!(c.get(TCP_SYN_SENT, Direction::Outbound, 0), 1);
+        assert_eq!(c.iter().map(|(.., n)| n).sum::<u64>(), 5);
+        assert_eq!(inv.inbound_by_port, vec![(22, 2), (8080, 0)]);
+    }
+
+    #[test]
+    fn a_udp_socket_listens_only_while_unconnected() {
+        let bound = msg_bytes(7, v4("0.0.0.0"), 53, v4("0.0.0.0"), 0, 1, 9);
+        let connected = msg_bytes(1, v4("10.0.0.1"), 40000, v4("10.0.0.2"), 53, 2, 9);
+        let unbound = msg_bytes(7, v6("::"), 0, v6("::"), 0, 3, 9);
+        let l = udp_listener(&InetDiagMsg::parse(&bound).unwrap()).unwrap();
+        assert_eq!((l.proto, l.port, l.scope), (Proto::Udp, 53, Scope::Public));
+        assert!(udp_listener(&InetDiagMsg::parse(&connected).unwrap()).is_none());
+        assert!(udp_listener(&InetDiagMsg::parse(&unbound).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! The exposure thread: takes the TCP inventories the poller hands over,
+//! adds UDP listeners from its own sock_diag dump and process names from
+//! /proc, and publishes the summary. All the I/O of the exposure gauges
+//! happens here, off the polling path and off the scrape path.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ahash::AHashSet;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use inetdiag::DiagSocket;
+
+use super::inventory::{dump_udp_listeners, ListeningSocket, TcpInventory};
+use super::process::ProcessNames;
+use super::summary::{ExposureSummary, SummaryCell, MAX_SERIES};
+use crate::log::RateLimit;
+
+/// How often the poller builds a TCP inventory and the worker dumps UDP
+/// sockets: a closed listener leaves the gauges within this (plus a poll).
+pub const INVENTORY_INTERVAL: Duration = Duration::from_millis(500);
+
+static UDP_ERRORS: RateLimit = RateLimit::new(60_000);
+/// The cap is logged once per process; the counter keeps the tally.
+static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+
+pub struct ExposureWorker {
+    /// Where the poller hands TCP inventories; full means the worker is
+    /// busy and the poller drops this one (a newer one follows shortly).
+    pub inventories: Sender<TcpInventory>,
+    pub thread: JoinHandle<()>,
+}
+
+impl ExposureWorker {
+    /// Starts the thread; it exits once `inventories` and its clones are
+    /// dropped.
+    pub fn spawn(cell: Arc<SummaryCell>, proc_root: impl Into<PathBuf>) -> io::Result<Self> {
+        let (tx, rx) = bounded(1);
+        let proc_root = proc_root.into();
+        let thread = thread::Builder::new()
+            .name("exposure".into())
+            .spawn(move || run(rx, cell, ProcessNames::new(proc_root)))?;
+        Ok(Self {
+            inventories: tx,
+            thread,
+        })
+    }
+}
+
+fn run(inventories: Receiver<TcpInventory>, cell: Arc<SummaryCell>, mut names: ProcessNames) {
+    let mut udp_socket = match DiagSocket::new() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log!("exposure: no UDP listeners in the gauges: cannot open NETLINK_SOCK_DIAG: {e}");
+            None
+        }
+    };
+    let mut tcp: Option<TcpInventory> = None;
+    let mut udp: Vec<ListeningSocket> = Vec::new();
+    let mut next_udp = Instant::now();
+    loop {
+        match inventories.recv_timeout(INVENTORY_INTERVAL) {
+            Ok(inventory) => tcp = Some(inventory),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        if let (Some(socket), true) = (udp_socket.as_mut(), now >= next_udp) {
+            let mut fresh = Vec::with_capacity(udp.len());
+            match dump_udp_listeners(socket, &mut fresh) {
+                Ok(()) => udp = fresh,
+                // Keep the last good list rather than blink every series.
+                Err(e) => {
+                    cell.udp_dump_errors.fetch_add(1, Relaxed);
+                    log_limited!(UDP_ERRORS, "exposure: UDP sock_diag dump failed: {e}");
+                }
+            }
+            next_udp = now + INVENTORY_INTERVAL;
+        }
+        // Nothing is published before the poller's first inventory: an
+        // empty TCP side would read as "nothing listens".
+        let Some(current) = tcp.as_ref() else {
+            continue;
+        };
+        let inodes: AHashSet<u32> = current
+            .listeners
+            .iter()
+            .chain(&udp)
+            .map(|l| l.inode)
+            .collect();
+        let scans = names.scans();
+        names.resolve(&inodes, now);
+        cell.proc_scans.fetch_add(names.scans() - scans, Relaxed);
+        let summary = ExposureSummary::build(current, &udp, |inode| names.name(inode));
+        if summary.listening_dropped > 0 && !CAP_LOGGED.swap(true, Relaxed) {
+            log!(
+                "exposure: {} listening tuples, only {MAX_SERIES} exported; the rest are counted in tcpinfo_exposure_dropped_series_total (logged once)",
+                summary.listening.len() + summary.listening_dropped
+            );
+        }
+        cell.store(summary);
+    }
+}

@@ -1,0 +1,378 @@
+//! Scrape-time collectors: counters read from the atomics the poller and
+//! writers already keep (no double counting), writer queue depths, and the
+//! exposure gauges rendered from the last published summary.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+
+use super::family::FamilyDef;
+use super::PollState;
+use crate::eventsocket::Publisher;
+use crate::exposure::inventory::{family_label, remote_scope_label};
+use crate::exposure::SummaryCell;
+use crate::saver::Batch;
+use crate::stats::Stats;
+
+/// Counters and gauges over [`Stats`] and [`PollState`].
+pub(crate) struct StatsCollector {
+    stats: Arc<Stats>,
+    poll: Arc<PollState>,
+    exposure: Arc<SummaryCell>,
+    errors: FamilyDef,
+    snapshots: FamilyDef,
+    new_files: FamilyDef,
+    polls: FamilyDef,
+    records: FamilyDef,
+    sockets_new: FamilyDef,
+    sockets_closed: FamilyDef,
+    written: FamilyDef,
+    dropped: FamilyDef,
+    files_closed: FamilyDef,
+    bytes: FamilyDef,
+    cached: FamilyDef,
+}
+
+impl StatsCollector {
+    pub fn new(stats: Arc<Stats>, poll: Arc<PollState>, exposure: Arc<SummaryCell>) -> Self {
+        Self {
+            stats,
+            poll,
+            exposure,
+            errors: FamilyDef::counter(
+                "tcpinfo_error_total",
+                "errors by type: netlink_<kind> (failed dumps), parse (malformed replies), open and write (archive files), udp_dump (exposure)",
+                &["type"],
+            ),
+            snapshots: FamilyDef::counter(
+                "tcpinfo_snapshot_total",
+                "snapshots that changed significantly and were handed to the writers",
+                &[],
+            ),
+            new_files: FamilyDef::counter(
+                "tcpinfo_new_file_total",
+                "archive files created (one per connection segment)",
+                &[],
+            ),
+            polls: FamilyDef::counter("tcpinfo_polls_total", "polling cycles run", &[]),
+            records: FamilyDef::counter(
+                "tcpinfo_netlink_records_total",
+                "sock_diag replies received, one per socket per dump",
+                &[],
+            ),
+            sockets_new: FamilyDef::counter(
+                "tcpinfo_sockets_seen_total",
+                "sockets seen for the first time, archived or not",
+                &[],
+            ),
+            sockets_closed: FamilyDef::counter(
+                "tcpinfo_sockets_gone_total",
+                "sockets that vanished from a complete dump",
+                &[],
+            ),
+            written: FamilyDef::counter(
+                "tcpinfo_snapshots_written_total",
+                "snapshot lines compressed and appended to archive files",
+                &[],
+            ),
+            dropped: FamilyDef::counter(
+                "tcpinfo_snapshots_dropped_total",
+                "snapshot lines dropped after their file stayed unwritable",
+                &[],
+            ),
+            files_closed: FamilyDef::counter(
+                "tcpinfo_files_closed_total",
+                "archive files finished and closed",
+                &[],
+            ),
+            bytes: FamilyDef::counter(
+                "tcpinfo_archive_written_bytes_total",
+                "compressed bytes appended to archive files",
+                &[],
+            ),
+            cached: FamilyDef::gauge(
+                "tcpinfo_cached_sockets",
+                "sockets in the poller's cache after the last cycle",
+                &[],
+            ),
+        }
+    }
+}
+
+impl Collector for StatsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            &self.errors,
+            &self.snapshots,
+            &self.new_files,
+            &self.polls,
+            &self.records,
+            &self.sockets_new,
+            &self.sockets_closed,
+            &self.written,
+            &self.dropped,
+            &self.files_closed,
+            &self.bytes,
+            &self.cached,
+        ]
+        .into_iter()
+        .map(|f| &f.desc)
+        .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let s = &self.stats;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;
+        let mut errors: Vec<(String, f64)> = self
+            .poll
+            .netlink_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(kind, &count)| (format!("netlink_{kind}"), count as f64))
+            .collect();
+        errors.push(("parse".into(), n(&s.parse_errors)));
+        errors.push(("open".into(), n(&s.open_errors)));
+        errors.push(("write".into(), n(&s.write_errors)));
+        errors.push(("udp_dump".into(), n(&self.exposure.udp_dump_errors)));
+        vec![
+            self.errors
+                .family(errors.iter().map(|(t, v)| ([t.as_str()], *v))),
+            self.snapshots.single(n(&s.queued)),
+            self.new_files.single(n(&s.files_opened)),
+            self.polls.single(n(&s.polls)),
+            self.records.single(n(&s.records)),
+            self.sockets_new.single(n(&s.new)),
+            self.sockets_closed.single(n(&s.closed)),
+            self.written.single(n(&s.written)),
+            self.dropped.single(n(&s.dropped)),
+            self.files_closed.single(n(&s.files_closed)),
+            self.bytes.single(n(&s.bytes_written)),
+            self.cached.single(n(&self.poll.cached_sockets)),
+        ]
+    }
+}
+
+/// Batches waiting in each writer shard's queue.
+pub(crate) struct QueueCollector {
+    queues: Vec<Receiver<Batch>>,
+    depth: FamilyDef,
+    capacity: FamilyDef,
+}
+
+impl QueueCollector {
+    pub fn new(queues: Vec<Receiver<Batch>>) -> Self {
+        Self {
+            queues,
+            depth: FamilyDef::gauge(
+                "tcpinfo_writer_queue_batches",
+                "batches queued for each writer shard",
+                &["shard"],
+            ),
+            capacity: FamilyDef::gauge(
+                "tcpinfo_writer_queue_capacity_batches",
+                "batches each writer shard's queue holds before the poller keeps them",
+                &["shard"],
+            ),
+        }
+    }
+}
+
+impl Collector for QueueCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.depth.desc, &self.capacity.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let shards: Vec<String> = (0..self.queues.len()).map(|i| i.to_string()).collect();
+        vec![
+            self.depth.family(
+                self.queues
+                    .iter()
+                    .zip(&shards)
+                    .map(|(q, s)| ([s.as_str()], q.len() as f64)),
+            ),
+            self.capacity.family(
+                self.queues
+                    .iter()
+                    .zip(&shards)
+                    .map(|(q, s)| ([s.as_str()], q.capacity().unwrap_or(0) as f64)),
+            ),
+        ]
+    }
+}
+
+/// The event socket's clients.
+pub(crate) struct EventSocketCollector {
+    publisher: Publisher,
+    clients: FamilyDef,
+    dropped: FamilyDef,
+}
+
+impl EventSocketCollector {
+    pub fn new(publisher: Publisher) -> Self {
+        Self {
+            publisher,
+            clients: FamilyDef::gauge(
+                "tcpinfo_eventsocket_clients",
+                "clients connected to the event socket",
+                &[],
+            ),
+            dropped: FamilyDef::counter(
+                "tcpinfo_eventsocket_dropped_clients_total",
+                "event socket clients disconnected for falling too far behind",
+                &[],
+            ),
+        }
+    }
+}
+
+impl Collector for EventSocketCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.clients.desc, &self.dropped.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        vec![
+            self.clients.single(self.publisher.clients() as f64),
+            self.dropped.single(self.publisher.clients_dropped() as f64),
+        ]
+    }
+}
+
+/// The exposure gauges, from the last published summary.
+pub(crate) struct ExposureCollector {
+    cell: Arc<SummaryCell>,
+    listening: FamilyDef,
+    connections: FamilyDef,
+    by_port: FamilyDef,
+    dropped: FamilyDef,
+    scans: FamilyDef,
+}
+
+impl ExposureCollector {
+    pub fn new(cell: Arc<SummaryCell>) -> Self {
+        Self {
+            cell,
+            listening: FamilyDef::gauge(
+                "tcpinfo_listening_ports",
+                "1 per listening tuple: TCP in LISTEN, or UDP bound with no connected peer; scope of the bound address; process owning the socket (empty when not visible)",
+                &["proto", "port", "family", "scope", "process"],
+            ),
+            connections: FamilyDef::gauge(
+                "tcpinfo_tcp_connections",
+                "TCP sockets by state, direction (inbound when the local port is a listening port) and scope of the remote address (none for LISTEN)",
+                &["state", "direction", "remote_scope"],
+            ),
+            by_port: FamilyDef::gauge(
+                "tcpinfo_tcp_connections_by_port",
+                "inbound TCP connections per listening port (LISTEN sockets not counted)",
+                &["port"],
+            ),
+            dropped: FamilyDef::counter(
+                "tcpinfo_exposure_dropped_series_total",
+                "series left out of an exposure gauge by its 256-series cap, summed over every inventory",
+                &["metric"],
+            ),
+            scans: FamilyDef::counter(
+                "tcpinfo_exposure_proc_scans_total",
+                "scans of /proc for the programs owning listening sockets",
+                &[],
+            ),
+        }
+    }
+}
+
+impl Collector for ExposureCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![
+            &self.listening.desc,
+            &self.connections.desc,
+            &self.by_port.desc,
+            &self.dropped.desc,
+            &self.scans.desc,
+        ]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (dropped_listening, dropped_by_port) = self.cell.dropped();
+        let mut families = vec![
+            self.dropped.family([
+                (["listening_ports"], dropped_listening as f64),
+                (["tcp_connections_by_port"], dropped_by_port as f64),
+            ]),
+            self.scans.single(self.cell.proc_scans.load(Relaxed) as f64),
+        ];
+        if !self.cell.is_published() {
+            return families;
+        }
+        let summary = self.cell.load();
+        let mut port = itoa::Buffer::new();
+        let listening: Vec<[String; 5]> = summary
+            .listening
+            .iter()
+            .map(|l| {
+                [
+                    l.proto.label().to_owned(),
+                    port.format(l.port).to_owned(),
+                    family_label(l.family).to_owned(),
+                    l.scope.label().to_owned(),
+                    l.process.to_string(),
+                ]
+            })
+            .collect();
+        families.push(
+            self.listening.family(
+                listening
+                    .iter()
+                    .map(|v| (v.iter().map(String::as_str), 1.0)),
+            ),
+        );
+        families.push(
+            self.connections.family(summary.connections.iter().map(
+                |(state, direction, scope, n)| {
+                    (
+                        [
+                            state_label(state),
+                            direction.label(),
+                            remote_scope_label(scope),
+                        ],
+                        n as f64,
+                    )
+                },
+            )),
+        );
+        let ports: Vec<(String, u64)> = summary
+            .inbound_by_port
+            .iter()
+            .map(|&(p, n)| (port.format(p).to_owned(), n))
+            .collect();
+        families.push(
+            self.by_port
+                .family(ports.iter().map(|(p, n)| ([p.as_str()], *n as f64))),
+        );
+        families
+    }
+}
+
+/// Lower-case TCP state names, as the `state` label spells them.
+fn state_label(state: u8) -> &'static str {
+    match state {
+        inetdiag::TCP_ESTABLISHED => "established",
+        inetdiag::TCP_SYN_SENT => "syn_sent",
+        inetdiag::TCP_SYN_RECV => "syn_recv",
+        inetdiag::TCP_FIN_WAIT1 => "fin_wait1",
+        inetdiag::TCP_FIN_WAIT2 => "fin_wait2",
+        inetdiag::TCP_TIME_WAIT => "time_wait",
+        inetdiag::TCP_CLOSE => "close",
+        inetdiag::TCP_CLOSE_WAIT => "close_wait",
+        inetdiag::TCP_LAST_ACK => "last_ack",
+        inetdiag::TCP_LISTEN => "listen",
+        inetdiag::TCP_CLOSING => "closing",
+        inetdiag::TCP_NEW_SYN_RECV => "new_syn_recv",
+        _ => "unknown",
+    }
+}

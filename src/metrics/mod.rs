@@ -1,0 +1,230 @@
+//! Prometheus metrics: M-Lab's operational metrics under their names, the
+//! agent's own counters, and the exposure gauges; served over HTTP.
+//!
+//! Nothing here does I/O or netlink work at scrape time: histograms are
+//! observed on the polling path (once per dump or cycle, never per record),
+//! counters are read from [`Stats`] atomics, and the exposure gauges render
+//! the summary the exposure worker last published.
+//!
+//! - [`observer`]: the [`crate::collector::PollObserver`] that feeds them.
+//! - [`collectors`]: scrape-time collectors over atomics and the summary.
+//! - [`rates`]: per-second send/receive rates from tcp_info byte counters.
+//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready` on a small runtime.
+
+mod collectors;
+mod family;
+pub mod observer;
+pub mod rates;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Receiver;
+use prometheus::{
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::eventsocket::Publisher;
+use crate::exposure::SummaryCell;
+use crate::saver::Batch;
+use crate::stats::Stats;
+
+pub use observer::MetricsObserver;
+
+/// `tcpinfo_syscall_time_histogram` buckets (seconds), as M-Lab's tool has them.
+const SYSCALL_TIME_BUCKETS: &[f64] = &[
+    0.001, 0.00125, 0.0016, 0.002, 0.0025, 0.0032, 0.004, 0.005, 0.0063, 0.0079, 0.01, 0.0125,
+    0.016, 0.02, 0.025, 0.032, 0.04, 0.05, 0.063, 0.079, 0.1, 0.125, 0.16, 0.2,
+];
+
+/// Connection and cache count buckets: roughly ten per decade up to 79,000.
+const COUNT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.5, 16.0, 20.0, 25.0, 32.0, 40.0, 50.0, 63.0, 79.0,
+    100.0, 125.0, 160.0, 200.0, 250.0, 320.0, 400.0, 500.0, 630.0, 790.0, 1000.0, 1250.0, 1600.0,
+    2000.0, 2500.0, 3200.0, 4000.0, 5000.0, 6300.0, 7900.0, 10000.0, 12500.0, 16000.0, 20000.0,
+    25000.0, 32000.0, 40000.0, 50000.0, 63000.0, 79000.0, 10000000.0,
+];
+
+/// Send/receive rate buckets (bits per second): coarse below 1 kb/s, five
+/// per decade up to 1 Gb/s, ten per decade up to 10 Gb/s.
+const RATE_BUCKETS: &[f64] = &[
+    0.0, 1.0, 10.0, 100.0, 1e3, 1.58e3, 2.51e3, 3.98e3, 6.31e3, 1e4, 1.58e4, 2.51e4, 3.98e4,
+    6.31e4, 1e5, 1.58e5, 2.51e5, 3.98e5, 6.31e5, 1e6, 1.58e6, 2.51e6, 3.98e6, 6.31e6, 1e7, 1.58e7,
+    2.51e7, 3.98e7, 6.31e7, 1e8, 1.58e8, 2.51e8, 3.98e8, 6.31e8, 1e9, 1.26e9, 1.58e9, 2e9, 2.51e9,
+    3.16e9, 3.98e9, 5.01e9, 6.31e9, 7.94e9, 1e10,
+];
+
+/// State the polling path updates and scrape-time collectors read.
+#[derive(Debug, Default)]
+pub(crate) struct PollState {
+    /// Failed netlink dumps by error kind (rare: a lock is fine).
+    pub netlink_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Sockets in the poller's cache after the last cycle.
+    pub cached_sockets: AtomicU64,
+}
+
+/// The registry and every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) syscall_time: HistogramVec,
+    pub(crate) polling_interval: Histogram,
+    pub(crate) connection_count: HistogramVec,
+    pub(crate) cache_count: Histogram,
+    pub(crate) send_rate: Histogram,
+    pub(crate) receive_rate: Histogram,
+    pub(crate) flow_events: IntCounterVec,
+    pub(crate) inventory_seconds: Counter,
+    pub(crate) poll_state: Arc<PollState>,
+    ready: AtomicBool,
+    exposure: Arc<SummaryCell>,
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets.to_vec())
+}
+
+impl Metrics {
+    /// Creates and registers every metric. Panics only on a programming
+    /// error (an invalid or duplicate metric definition).
+    pub fn new(stats: Arc<Stats>) -> Arc<Self> {
+        let registry = Registry::new();
+        let syscall_time = HistogramVec::new(
+            histogram(
+                "tcpinfo_syscall_time_histogram",
+                "netlink dump latency distribution per address family (seconds)",
+                SYSCALL_TIME_BUCKETS,
+            ),
+            &["af"],
+        )
+        .expect("valid histogram");
+        let polling_interval = Histogram::with_opts(
+            HistogramOpts::new(
+                "tcpinfo_polling_interval_histogram",
+                "time between the starts of two polls (seconds)",
+            )
+            .buckets(prometheus::linear_buckets(0.0, 0.001, 30).expect("valid buckets")),
+        )
+        .expect("valid histogram");
+        let connection_count = HistogramVec::new(
+            histogram(
+                "tcpinfo_connection_count_histogram",
+                "sockets returned by each netlink dump, excluded ones included",
+                COUNT_BUCKETS,
+            ),
+            &["af"],
+        )
+        .expect("valid histogram");
+        let cache_count = Histogram::with_opts(histogram(
+            "tcpinfo_cache_count_histogram",
+            "sockets in the poller's cache at the end of each cycle",
+            COUNT_BUCKETS,
+        ))
+        .expect("valid histogram");
+        let send_rate = Histogram::with_opts(histogram(
+            "tcpinfo_send_rate_histogram",
+            "bits per second acknowledged by peers, summed over all TCP connections, once per second",
+            RATE_BUCKETS,
+        ))
+        .expect("valid histogram");
+        let receive_rate = Histogram::with_opts(histogram(
+            "tcpinfo_receive_rate_histogram",
+            "bits per second received, summed over all TCP connections, once per second",
+            RATE_BUCKETS,
+        ))
+        .expect("valid histogram");
+        let flow_events = IntCounterVec::new(
+            Opts::new(
+                "tcpinfo_flow_events_total",
+                "connection events (open, close) of archived connections, as sent on the event socket",
+            ),
+            &["event"],
+        )
+        .expect("valid counter");
+        let inventory_seconds = Counter::with_opts(Opts::new(
+            "tcpinfo_exposure_inventory_seconds_total",
+            "time the polling thread spent building exposure inventories and rate samples",
+        ))
+        .expect("valid counter");
+        let poll_state = Arc::new(PollState::default());
+        let exposure = Arc::new(SummaryCell::default());
+
+        for c in [
+            Box::new(syscall_time.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(polling_interval.clone()),
+            Box::new(connection_count.clone()),
+            Box::new(cache_count.clone()),
+            Box::new(send_rate.clone()),
+            Box::new(receive_rate.clone()),
+            Box::new(flow_events.clone()),
+            Box::new(inventory_seconds.clone()),
+            Box::new(collectors::StatsCollector::new(
+                stats,
+                Arc::clone(&poll_state),
+                Arc::clone(&exposure),
+            )),
+            Box::new(collectors::ExposureCollector::new(Arc::clone(&exposure))),
+        ] {
+            registry.register(c).expect("metric definitions are unique");
+        }
+        Arc::new(Self {
+            registry,
+            syscall_time,
+            polling_interval,
+            connection_count,
+            cache_count,
+            send_rate,
+            receive_rate,
+            flow_events,
+            inventory_seconds,
+            poll_state,
+            ready: AtomicBool::new(false),
+            exposure,
+        })
+    }
+
+    /// The registry, for other components (the event socket) to add their
+    /// own collectors to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Exports the depth of each writer shard's queue, read at scrape time.
+    pub fn watch_writer_queues(&self, queues: Vec<Receiver<Batch>>) {
+        self.registry
+            .register(Box::new(collectors::QueueCollector::new(queues)))
+            .expect("registered once");
+    }
+
+    /// Exports the event socket's client count and dropped clients.
+    pub fn watch_event_socket(&self, publisher: Publisher) {
+        self.registry
+            .register(Box::new(collectors::EventSocketCollector::new(publisher)))
+            .expect("registered once");
+    }
+
+    /// Where the exposure worker publishes its summaries.
+    pub fn exposure(&self) -> Arc<SummaryCell> {
+        Arc::clone(&self.exposure)
+    }
+
+    /// Ready once a complete poll ran.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Relaxed);
+    }
+
+    /// The text exposition format of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec fails only on a malformed family, which our
+        // collectors never build; render what was encoded anyway.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

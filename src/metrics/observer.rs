@@ -1,0 +1,153 @@
+//! The metrics' hook into the polling loop. Per dump and per cycle it only
+//! observes histograms (atomic adds); every [`INVENTORY_INTERVAL`] it walks
+//! the cache once to build the exposure inventory and sample byte counters,
+//! and hands the inventory to the exposure worker without waiting.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use inetdiag::InetDiagMsg;
+use prometheus::{Histogram, IntCounter};
+
+use super::rates::RateTracker;
+use super::Metrics;
+use crate::cache::{Cache, Entry};
+use crate::collector::PollObserver;
+use crate::exclusion::AnonymizeMask;
+use crate::exposure::inventory::family_label;
+use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
+
+/// Histograms of one address family, resolved once.
+struct FamilyHistograms {
+    syscall_time: Histogram,
+    connection_count: Histogram,
+}
+
+pub struct MetricsObserver {
+    metrics: Arc<Metrics>,
+    ipv4: FamilyHistograms,
+    ipv6: FamilyHistograms,
+    opened: IntCounter,
+    closed: IntCounter,
+    builder: InventoryBuilder,
+    rates: RateTracker,
+    next_inventory: Instant,
+    inventories: Sender<TcpInventory>,
+    /// A dump of the current cycle failed.
+    cycle_failed: bool,
+}
+
+impl MetricsObserver {
+    /// `inventories` is the exposure worker's queue.
+    pub fn new(metrics: Arc<Metrics>, inventories: Sender<TcpInventory>) -> Self {
+        let family = |af: u8| {
+            let label = [family_label(af)];
+            FamilyHistograms {
+                syscall_time: metrics.syscall_time.with_label_values(&label),
+                connection_count: metrics.connection_count.with_label_values(&label),
+            }
+        };
+        Self {
+            ipv4: family(inetdiag::AF_INET),
+            ipv6: family(inetdiag::AF_INET6),
+            opened: metrics.flow_events.with_label_values(&["open"]),
+            closed: metrics.flow_events.with_label_values(&["close"]),
+            metrics,
+            builder: InventoryBuilder::default(),
+            rates: RateTracker::default(),
+            next_inventory: Instant::now(),
+            inventories,
+            cycle_failed: false,
+        }
+    }
+
+    fn inventory(&mut self, cache: &Cache, now: Instant) {
+        let rates = &mut self.rates;
+        let inventory = self.builder.build(
+            cache
+                .iter()
+                .filter_map(|(cookie, entry)| Some((cookie, entry.record()?))),
+            |cookie, record| {
+                if record.msg().state() != inetdiag::TCP_LISTEN {
+                    rates.sample(cookie, record);
+                }
+            },
+        );
+        if let Some((sent, received)) = rates.end_walk(now) {
+            self.metrics.send_rate.observe(sent);
+            self.metrics.receive_rate.observe(received);
+        }
+        // Full: the worker is still busy with the previous one; a newer
+        // inventory follows shortly.
+        let _ = self.inventories.try_send(inventory);
+    }
+}
+
+impl PollObserver for MetricsObserver {
+    fn connection_opened(
+        &mut self,
+        _cookie: u64,
+        _msg: &InetDiagMsg,
+        _anonymize: AnonymizeMask,
+        _timestamp_ms: i64,
+    ) {
+        self.opened.inc();
+    }
+
+    fn connection_closed(&mut self, _cookie: u64, _timestamp_ms: i64) {
+        self.closed.inc();
+    }
+
+    fn socket_gone(&mut self, cookie: u64, entry: &Entry) {
+        if let Some(record) = entry.record() {
+            self.rates.gone(cookie, &record);
+        }
+    }
+
+    fn dump_finished(&mut self, family: u8, elapsed: Duration, sockets: usize) {
+        let h = if family == inetdiag::AF_INET {
+            &self.ipv4
+        } else {
+            &self.ipv6
+        };
+        h.syscall_time.observe(elapsed.as_secs_f64());
+        h.connection_count.observe(sockets as f64);
+    }
+
+    fn error(&mut self, kind: &'static str) {
+        self.cycle_failed = true;
+        *self
+            .metrics
+            .poll_state
+            .netlink_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_insert(0) += 1;
+    }
+
+    fn cycle_finished(&mut self, interval: Option<Duration>, cache: &Cache) {
+        if let Some(interval) = interval {
+            self.metrics
+                .polling_interval
+                .observe(interval.as_secs_f64());
+        }
+        self.metrics.cache_count.observe(cache.len() as f64);
+        self.metrics
+            .poll_state
+            .cached_sockets
+            .store(cache.len() as u64, Relaxed);
+        if !std::mem::take(&mut self.cycle_failed) {
+            self.metrics.set_ready();
+        }
+        let now = Instant::now();
+        if now >= self.next_inventory {
+            self.inventory(cache, now);
+            let spent = now.elapsed();
+            self.metrics.inventory_seconds.inc_by(spent.as_secs_f64());
+            self.next_inventory = now + INVENTORY_INTERVAL;
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The agent's output against Prometheus' own tools: `promtool check
+//! metrics` finds nothing but the legacy histogram names, and a real
+//! Prometheus server (Debian package, loopback inside the test's namespace,
+//! its own temp dir) scrapes the agent and answers queries for the
+//! listening series.
+
+mod metrics_harness;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use metrics_harness::{program_name, url_encode, wait_for, Agent, Killed, Netns};
+
+/// M-Lab's histogram names, kept as they are for existing dashboards.
+const LEGACY_HISTOGRAMS: [&str; 6] = [
+    "tcpinfo_cache_count_histogram",
+    "tcpinfo_connection_count_histogram",
+    "tcpinfo_polling_interval_histogram",
+    "tcpinfo_receive_rate_histogram",
+    "tcpinfo_send_rate_histogram",
+    "tcpinfo_syscall_time_histogram",
+];
+
+const PROMETHEUS_PORT: u16 = 9090;
+
+#[test]
+fn promtool_reports_only_the_legacy_histogram_names() {
+    let ns = Netns::new();
+    let _agent = Agent::start(&ns, &[]);
+    let _listener = ns.run(|| TcpListener::bind("198.51.100.1:7200").unwrap());
+    let scrape = wait_for(Duration::from_secs(10), "the listener's series", || {
+        let s = ns.scrape()?;
+        s.value("tcpinfo_listening_ports", &[("port", "7200")])
+            .map(|_| s)
+    });
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems: BTreeSet<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
+    let allowed: BTreeSet<String> = LEGACY_HISTOGRAMS
+        .iter()
+        .map(|n| format!("{n} metric name should not include type 'histogram'"))
+        .collect();
+    let allowed: BTreeSet<&str> = allowed.iter().map(String::as_str).collect();
+    assert_eq!(problems, allowed, "promtool report:\n{report}");
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
+    let ns = Netns::new();
+    let _agent = Agent::start(&ns, &[]);
+    let _sockets = ns.run(|| {
+        (
+            TcpListener::bind("198.51.100.1:7300").unwrap(),
+            UdpSocket::bind("[fd00::1]:7301").unwrap(),
+        )
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:9990']\n",
+    )
+    .unwrap();
+    let _prometheus = Killed(ns.spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"),
+        ],
+        &dir.path().join("prometheus.out"),
+    ));
+
+    let query = |q: &str| -> Option<Vec<serde_json::Value>> {
+        let path = format!("/api/v1/query?query={}", url_encode(q));
+        let (status, body) = ns.http_get(PROMETHEUS_PORT, &path).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?.clone();
+        (!result.is_empty()).then_some(result)
+    };
+    let tcp = wait_for(
+        Duration::from_secs(60),
+        "Prometheus to return the TCP listening series",
+        || query("tcpinfo_listening_ports{port=\"7300\"}"),
+    );
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    let metric = &tcp[0]["metric"];
+    assert_eq!(metric["job"], "tcpinfo");
+    assert_eq!(metric["proto"], "tcp");
+    assert_eq!(metric["family"], "ipv4");
+    assert_eq!(metric["scope"], "public");
+    assert_eq!(metric["process"], program_name().as_str());
+    assert_eq!(tcp[0]["value"][1], "1");
+
+    let udp = wait_for(
+        Duration::from_secs(10),
+        "Prometheus to return the UDP listening series",
+        || query("tcpinfo_listening_ports{proto=\"udp\",port=\"7301\"}"),
+    );
+    assert_eq!(udp[0]["metric"]["family"], "ipv6");
+    assert_eq!(udp[0]["metric"]["scope"], "private");
+
+    let up = query("up{job=\"tcpinfo\"}").expect("the target is known");
+    assert_eq!(up[0]["value"][1], "1", "the scrape succeeds");
+}
