@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-const LOOPBACK_FLAGS: [&str; 4] = [FAST[0], FAST[1], FAST[2], "-exclude-local=false"];
+const LOOPBACK_FLAGS: [&str; 5] = [FAST[0], FAST[1], FAST[2], FAST[3], "-exclude-local=false"];
 
 fn expected_uuid(cookie: u64) -> String {
     format!("{UUID_PREFIX}_{cookie:016X}")
