@@ -10,7 +10,7 @@ HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 SECS=${1:-20}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
 cargo build --release --bin tcp-info >&2
-BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp target/release/tcp-info "$BIN"
+BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp target/release/tcp-info "$BIN"; chmod 755 "$BIN"
 OUT=$(mktemp -d /tmp/archiver-bench.XXXXXX)
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
 for n in "${NS[@]}"; do
@@ -21,7 +21,7 @@ for n in "${NS[@]}"; do
     > "$OUT/floor-$n.txt" 2>"$OUT/floor-$n.err"
   a=$OUT/agent-$n.txt f=$OUT/floor-$n.txt
   interval=$(get poll_interval_ms "$a")
-  [[ -n "$interval" ]] || interval=$(grep -o 'final stats: polls=[0-9]* mean_interval=[0-9.]*ms' "$OUT/agent-$n/command.log" | sed 's/.*mean_interval=//; s/ms//')
+  [[ -n "$interval" ]] || interval=$(sed -n 's/.*final stats: polls=[0-9]* mean_interval=\([0-9.]*\)ms.*/\1/p' "$OUT/agent-$n/command.log")
   printf 'n=%s agent_cpu_pct=%s (user %s s, sys %s s) steady=%s interval_ms=%s rss_kb=%s anon_kb=%s files=%s | floor2full_cpu_pct=%s floor2full_ms_per_dump=%s | cadence_floor_cpu_pct=%s | other_cpu_pct=%s\n' \
     "$n" "$(get cpu_pct "$a")" "$(get cpu_user_s "$a")" "$(get cpu_sys_s "$a")" "$(get steady_cpu_pct "$a")" "$interval" \
     "$(get main_rss_peak_kb "$a")" "$(get tree_anon_peak_kb "$a")" "$(get files "$a")" \

@@ -153,7 +153,9 @@ impl Writer {
         self.connections.insert(cookie, conn);
     }
 
-    /// Creates the segment's file and queues its metadata line.
+    /// Queues the segment's metadata line. The file itself is created at
+    /// the first flush, so that it never exists without a complete frame
+    /// (a 0-byte file left by a crash is rejected by the ETL).
     fn begin_segment(&mut self, conn: &mut Connection) {
         archive::write_metadata_line(
             &mut conn.pending,
@@ -163,7 +165,6 @@ impl Writer {
                 start_time: Timestamp::from_unix_millis(conn.start_ms),
             },
         );
-        self.open_file(conn);
     }
 
     fn open_file(&mut self, conn: &mut Connection) {
