@@ -3,6 +3,7 @@
 //! labels, its connections with the right direction and scope, and the
 //! 256-series cap holds.
 
+mod common;
 mod metrics_harness;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

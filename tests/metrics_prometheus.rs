@@ -4,6 +4,7 @@
 //! its own temp dir) scrapes the agent and answers queries for the
 //! listening series.
 
+mod common;
 mod metrics_harness;
 
 use std::collections::BTreeSet;

@@ -67,7 +67,8 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-fn run(cmd: &mut Command) {
+/// Runs `cmd`, panicking with its stderr if it fails.
+pub fn run(cmd: &mut Command) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));

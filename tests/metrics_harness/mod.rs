@@ -5,14 +5,14 @@
 
 #![allow(dead_code)]
 
+use super::common;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,59 +36,26 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
     }
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A network namespace whose `lo` is up and also carries 198.51.100.1,
 /// 10.77.0.1, 100.64.0.1 and fd00::1 (so every scope has an address to
 /// bind, and no packet can leave the namespace). Deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
+pub struct Netns(common::Netns);
 
 impl Netns {
     pub fn new() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "tcpm{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        let ip = |args: &[&str]| {
-            run(Command::new("ip").args(["-n", &ns.name]).args(args));
-        };
-        ip(&["link", "set", "lo", "up"]);
+        let ns = common::Netns::new();
+        let ip = |args: &[&str]| common::run(Command::new("ip").args(["-n", &ns.name]).args(args));
         for addr in ["198.51.100.1/32", "10.77.0.1/32", "100.64.0.1/32"] {
             ip(&["addr", "add", addr, "dev", "lo"]);
         }
         ip(&["-6", "addr", "add", "fd00::1/128", "dev", "lo", "nodad"]);
-        ns
+        Netns(ns)
     }
 
     /// Runs `f` on a thread that joined this namespace: sockets it creates
     /// live in the namespace, and may be used from any thread afterwards.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        thread::spawn(move || {
-            let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on a valid namespace fd; it only changes this
-            // thread's network namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.0.enter(f)
     }
 
     /// `GET path` on 127.0.0.1:`port` inside the namespace: `(status, body)`.
@@ -107,22 +74,14 @@ impl Netns {
 
     /// Starts `program` inside the namespace.
     pub fn spawn(&self, program: &str, args: &[String], log: &Path) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
+        self.0
+            .command(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(File::create(log).unwrap())
             .stderr(File::create(log.with_extension("err")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
