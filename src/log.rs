@@ -22,64 +22,90 @@ macro_rules! log {
     ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };
 }
 
-/// Lets a message through at most once per `period_ms`, and says how many
-/// were suppressed in between.
+/// Lets at most `budget` messages through per `period_ms`, and says how
+/// many were suppressed in between. Lock-free: usable on hot paths.
 #[derive(Debug)]
 pub struct RateLimit {
     period_ms: u64,
-    last_ms: AtomicU64,
+    budget: u64,
+    window_start_ms: AtomicU64,
+    used: AtomicU64,
     suppressed: AtomicU64,
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl RateLimit {
+    /// One message per period.
     pub const fn new(period_ms: u64) -> Self {
+        Self::with_budget(1, period_ms)
+    }
+
+    /// `budget` messages per period.
+    pub const fn with_budget(budget: u64, period_ms: u64) -> Self {
         Self {
             period_ms,
-            last_ms: AtomicU64::new(0),
+            budget,
+            window_start_ms: AtomicU64::new(0),
+            used: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
     }
 
     /// `Some(suppressed count)` when a message may be printed now.
     pub fn check(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let last = self.last_ms.load(Relaxed);
-        if last != 0 && now.saturating_sub(last) < self.period_ms {
-            self.suppressed.fetch_add(1, Relaxed);
-            return None;
-        }
-        if self
-            .last_ms
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_err()
+        let now = now_ms();
+        let start = self.window_start_ms.load(Relaxed);
+        if (start == 0 || now.saturating_sub(start) >= self.period_ms)
+            && self
+                .window_start_ms
+                .compare_exchange(start, now, Relaxed, Relaxed)
+                .is_ok()
         {
-            self.suppressed.fetch_add(1, Relaxed);
-            return None;
+            self.used.store(0, Relaxed);
         }
-        Some(self.suppressed.swap(0, Relaxed))
+        if self.used.fetch_add(1, Relaxed) < self.budget {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+
+    /// Logs `msg` if the budget allows.
+    pub fn log(&self, msg: std::fmt::Arguments) {
+        match self.check() {
+            Some(0) => line(msg),
+            Some(n) => line(format_args!("{msg} ({n} similar messages suppressed)")),
+            None => {}
+        }
     }
 }
 
 /// Logs through a [`RateLimit`].
 #[macro_export]
 macro_rules! log_limited {
-    ($limit:expr, $($arg:tt)*) => {
-        if let Some(suppressed) = $limit.check() {
-            if suppressed > 0 {
-                $crate::log::line(format_args!("{} ({} similar messages suppressed)", format_args!($($arg)*), suppressed));
-            } else {
-                $crate::log::line(format_args!($($arg)*));
-            }
-        }
-    };
+    ($limit:expr, $($arg:tt)*) => { $limit.log(format_args!($($arg)*)) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_honours_a_budget_per_period() {
+        let r = RateLimit::with_budget(3, 60_000);
+        assert_eq!(r.check(), Some(0));
+        assert_eq!(r.check(), Some(0));
+        assert_eq!(r.check(), Some(0));
+        assert_eq!(r.check(), None);
+        assert_eq!(r.suppressed.load(Relaxed), 1);
+    }
 
     #[test]
     fn rate_limit_lets_one_through_per_period() {

@@ -13,7 +13,6 @@
 
 pub mod client;
 mod event;
-mod log_limit;
 mod server;
 
 pub use event::{EventError, FlowEvent, SockId, TcpEvent};

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::FlowEvent;
-use super::log_limit::LogLimiter;
+use crate::log::RateLimit;
 
 /// Events a client may lag behind before it is disconnected, on top of
 /// what the kernel's socket buffer holds (about a thousand more). Room for
@@ -113,7 +113,7 @@ struct Hub {
     stopping: AtomicBool,
     dropped: AtomicU64,
     options: ServerOptions,
-    log: LogLimiter,
+    log: RateLimit,
 }
 
 struct Subscriber {
@@ -157,7 +157,7 @@ impl Server {
                 queue_capacity: options.queue_capacity.max(1),
                 max_clients: options.max_clients,
             },
-            log: LogLimiter::new(20, Duration::from_secs(10)),
+            log: RateLimit::with_budget(20, 10_000),
         });
         let writers = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, writers_done) = crossbeam_channel::bounded(0);
@@ -303,7 +303,7 @@ impl Publisher {
             let _ = stream.shutdown(Shutdown::Both);
             hub.dropped.fetch_add(1, Ordering::Relaxed);
             hub.log.log(format_args!(
-                "client {id} fell more than {capacity} events behind; disconnected it"
+                "eventsocket: client {id} fell more than {capacity} events behind; disconnected it"
             ));
         }
     }
@@ -371,7 +371,7 @@ fn accept_loop(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                hub.log.log(format_args!("accept failed: {e}"));
+                hub.log.log(format_args!("eventsocket: accept failed: {e}"));
                 // Out of descriptors or memory: do not spin while it lasts.
                 thread::sleep(Duration::from_millis(50));
                 continue;
@@ -380,7 +380,7 @@ fn accept_loop(
         reap_finished(writers);
         if hub.client_count.load(Ordering::Relaxed) >= hub.options.max_clients {
             hub.log.log(format_args!(
-                "refusing client: already {} clients",
+                "eventsocket: refusing client: already {} clients",
                 hub.options.max_clients
             ));
             continue;
@@ -390,7 +390,7 @@ fn accept_loop(
         // A short receive timeout turns the idle writer's hang-up check
         // into a quick non-blocking probe; writes stay blocking.
         if let Err(e) = stream.set_read_timeout(Some(Duration::from_millis(1))) {
-            hub.log.log(format_args!("client {id}: {e}"));
+            hub.log.log(format_args!("eventsocket: client {id}: {e}"));
             continue;
         }
         let stream = Arc::new(stream);
@@ -420,15 +420,17 @@ fn accept_loop(
         };
         match spawned {
             Ok(thread) => {
-                hub.log.log(format_args!("client {id} connected"));
+                hub.log
+                    .log(format_args!("eventsocket: client {id} connected"));
                 lock(writers).push(Writer {
                     stream: weak,
                     thread,
                 });
             }
             Err(e) => {
-                hub.log
-                    .log(format_args!("cannot start writer for client {id}: {e}"));
+                hub.log.log(format_args!(
+                    "eventsocket: cannot start writer for client {id}: {e}"
+                ));
                 hub.remove(id);
             }
         }
@@ -483,7 +485,8 @@ fn serve_client(id: u64, stream: &UnixStream, events: &Receiver<Arc<[u8]>>, hub:
     };
     // A client the publisher dropped was logged there already.
     if hub.remove(id) {
-        hub.log.log(format_args!("client {id} {reason}"));
+        hub.log
+            .log(format_args!("eventsocket: client {id} {reason}"));
     }
 }
 
