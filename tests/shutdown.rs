@@ -37,14 +37,21 @@ fn wait_stats_lines(agent: &Agent, n: usize) -> Stats {
     agent.stats_lines().pop().unwrap()
 }
 
-#[test]
-fn sigterm_with_200_live_connections_exits_0_with_every_queued_snapshot_on_disk() {
-    let ns = Netns::new();
+/// An agent archiving everything in `ns` (loopback included) into a fresh
+/// directory; the TempDir keeps the directory alive.
+fn start_agent(ns: &Netns) -> (tempfile::TempDir, std::path::PathBuf, Agent) {
     let tmp = output_dir();
     let out = tmp.path().join("out");
     let mut flags = FAST.to_vec();
     flags.push("-exclude-local=false");
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let agent = Agent::start(Some(ns), &out, &flags);
+    (tmp, out, agent)
+}
+
+#[test]
+fn sigterm_with_200_live_connections_exits_0_with_every_queued_snapshot_on_disk() {
+    let ns = Netns::new();
+    let (_tmp, out, mut agent) = start_agent(&ns);
 
     let (_listener, pump, _idle) = connections(&ns, 200, 40);
     // Both ends of each connection, and the listener.
@@ -77,11 +84,7 @@ fn sigterm_with_200_live_connections_exits_0_with_every_queued_snapshot_on_disk(
 #[test]
 fn sigkill_after_flushes_leaves_whole_frames_holding_all_reported_written_lines() {
     let ns = Netns::new();
-    let tmp = output_dir();
-    let out = tmp.path().join("out");
-    let mut flags = FAST.to_vec();
-    flags.push("-exclude-local=false");
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let (_tmp, out, mut agent) = start_agent(&ns);
 
     let (_listener, pump, _idle) = connections(&ns, 50, 20);
     wait_until(Duration::from_secs(10), "a file per socket", || {

@@ -486,12 +486,17 @@ pub fn read_segment(path: &Path) -> Segment {
     let bytes = fs::read(path).unwrap();
     let text =
         zstd::stream::decode_all(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    segment_of(path, &text)
+}
+
+/// A segment from the decompressed text of the file at `path`.
+fn segment_of(path: &Path, text: &[u8]) -> Segment {
     let (uuid, sequence) = parse_file_name(path);
     Segment {
         path: path.to_path_buf(),
         uuid,
         sequence,
-        records: parse_lines(path, &text),
+        records: parse_lines(path, text),
     }
 }
 
@@ -504,13 +509,7 @@ pub fn read_live_segment(path: &Path) -> Segment {
     for frame in complete {
         text.extend(zstd::stream::decode_all(frame).unwrap());
     }
-    let (uuid, sequence) = parse_file_name(path);
-    Segment {
-        path: path.to_path_buf(),
-        uuid,
-        sequence,
-        records: parse_lines(path, &text),
-    }
+    segment_of(path, &text)
 }
 
 /// The segments (complete frames so far) of the connection with `cookie`,
