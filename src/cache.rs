@@ -18,8 +18,6 @@ pub struct Entry {
     /// Left out of archives and events (decided once, at first sight).
     pub excluded: bool,
     pub anonymize: AnonymizeMask,
-    /// First sight, milliseconds since the Unix epoch.
-    pub start_ms: i64,
 }
 
 impl Entry {
@@ -58,7 +56,7 @@ impl Cache {
     }
 
     /// Files one reply under its cookie.
-    pub fn update(&mut self, record: &DiagRecord, now_ms: i64) -> (Update, &mut Entry) {
+    pub fn update(&mut self, record: &DiagRecord) -> (Update, &mut Entry) {
         let cycle = self.cycle;
         match self.entries.entry(record.msg().cookie()) {
             MapEntry::Occupied(slot) => {
@@ -88,7 +86,6 @@ impl Cache {
                     last_cycle: cycle,
                     excluded: false,
                     anonymize: 0,
-                    start_ms: now_ms,
                 });
                 (Update::New, entry)
             }
@@ -143,7 +140,7 @@ mod tests {
     }
 
     fn update(cache: &mut Cache, bytes: &[u8]) -> Update {
-        cache.update(&DiagRecord::parse(bytes).unwrap(), 0).0
+        cache.update(&DiagRecord::parse(bytes).unwrap()).0
     }
 
     #[test]

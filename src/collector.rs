@@ -299,7 +299,7 @@ impl Poll {
             }
         };
         let timestamp_ms = self.timestamp_ms;
-        let (update, entry) = self.cache.update(&record, timestamp_ms);
+        let (update, entry) = self.cache.update(&record);
         let cookie = record.msg().cookie();
         let shard = (cookie % self.shards.len() as u64) as usize;
         match update {

@@ -34,10 +34,6 @@ impl Timestamp {
         Timestamp(utc.fixed_offset())
     }
 
-    pub fn unix_nanos(&self) -> i64 {
-        self.0.timestamp_nanos_opt().unwrap_or(i64::MIN)
-    }
-
     pub fn unix_millis(&self) -> i64 {
         self.0.timestamp_millis()
     }

@@ -399,8 +399,4 @@ impl Writer {
         self.retry_orphans(true);
         self.flush_queue.clear();
     }
-
-    pub fn open_connections(&self) -> usize {
-        self.connections.len()
-    }
 }
