@@ -2,6 +2,8 @@
 //! gauges are built from, taken from the poller's cache (TCP) and from a
 //! UDP sock_diag dump.
 
+use std::net::IpAddr;
+
 use ahash::AHashMap;
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
@@ -41,6 +43,8 @@ pub struct ListeningSocket {
     pub family: u8,
     /// Scope of the local (bound) address.
     pub scope: Scope,
+    /// The bound address (unspecified for a wildcard bind).
+    pub addr: IpAddr,
     pub port: u16,
     /// The socket's inode: the key to the owning process in /proc.
     pub inode: u32,
@@ -52,6 +56,7 @@ impl ListeningSocket {
             proto,
             family: msg.family(),
             scope: classify(msg.src()),
+            addr: msg.src(),
             port: msg.sport(),
             inode: msg.inode(),
         }

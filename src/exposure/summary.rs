@@ -133,6 +133,7 @@ mod tests {
             proto,
             family: inetdiag::AF_INET,
             scope: Scope::Public,
+            addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
             port,
             inode,
         }
