@@ -1,5 +1,5 @@
-//! The polling loop: dump every TCP socket (IPv6 then IPv4) every poll
-//! interval, file each reply in the cache, and hand the connections that
+//! The polling loop: dump every TCP socket (IPv4 and IPv6 in one dump) every
+//! poll interval, file each reply in the cache, and hand the connections that
 //! opened, changed or closed to the writer shards — without blocking on them.
 
 use std::mem;
@@ -44,12 +44,23 @@ pub trait PollObserver: Send {
     /// Any socket (archived or excluded) vanished from a complete dump;
     /// `entry` holds its last significant snapshot.
     fn socket_gone(&mut self, _cookie: u64, _entry: &Entry) {}
-    /// One family's dump finished.
-    fn dump_finished(&mut self, _family: u8, _elapsed: Duration, _sockets: usize) {}
+    /// A dump finished.
+    fn dump_finished(&mut self, _dump: &DumpReport) {}
     /// A dump failed; `kind` is a short stable label.
     fn error(&mut self, _kind: &'static str) {}
     /// A cycle ended. `interval` is the time since the previous cycle began.
     fn cycle_finished(&mut self, _interval: Option<Duration>, _cache: &Cache) {}
+}
+
+/// One finished dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpReport {
+    /// The family requested: `AF_UNSPEC` for the one dump of every family.
+    pub family: u8,
+    pub elapsed: Duration,
+    /// Replies by address family.
+    pub ipv4: usize,
+    pub ipv6: usize,
 }
 
 pub struct CollectorConfig {
@@ -124,12 +135,39 @@ struct Poll {
     observers: Vec<Box<dyn PollObserver>>,
     stats: Arc<Stats>,
     timestamp_ms: i64,
+    /// Replies of the current dump by family: [IPv4, IPv6].
+    family_counts: [usize; 2],
 }
 
 pub struct Collector {
     socket: DiagSocket,
     poll: Poll,
     config: CollectorConfig,
+    /// The dumps of one cycle: one for every family, or (on a kernel that
+    /// refuses it) IPv6 then IPv4.
+    requests: Vec<DumpRequest>,
+    /// The all-families dump succeeded at least once: a later failure of
+    /// it is a failed dump, not a kernel without it.
+    all_families_worked: bool,
+}
+
+/// The archive's dump of every family in one walk of the socket tables
+/// (see [`inetdiag::TCPDIAG_GETSOCK`]).
+const ALL_FAMILIES: DumpRequest = DumpRequest {
+    family: inetdiag::AF_UNSPEC,
+    protocol: inetdiag::IPPROTO_TCP,
+    states: inetdiag::ARCHIVE_STATES,
+    extensions: inetdiag::ARCHIVE_EXTENSIONS,
+};
+
+/// What M-Lab's tool sends: IPv6 then IPv4, each walking the tables.
+fn per_family_requests() -> Vec<DumpRequest> {
+    [inetdiag::AF_INET6, inetdiag::AF_INET]
+        .map(|family| DumpRequest {
+            family,
+            ..ALL_FAMILIES
+        })
+        .to_vec()
 }
 
 fn now_ms() -> i64 {
@@ -159,20 +197,17 @@ impl Collector {
                 observers,
                 stats,
                 timestamp_ms: 0,
+                family_counts: [0; 2],
             },
             config,
+            requests: vec![ALL_FAMILIES],
+            all_families_worked: false,
         })
     }
 
     /// Polls until `stop` is set or `reps` cycles ran, then hands every
     /// pending batch to the writers. Returns the number of cycles run.
     pub fn run(&mut self, stop: &AtomicBool) -> u64 {
-        let requests = [inetdiag::AF_INET6, inetdiag::AF_INET].map(|family| DumpRequest {
-            family,
-            protocol: inetdiag::IPPROTO_TCP,
-            states: inetdiag::ARCHIVE_STATES,
-            extensions: inetdiag::ARCHIVE_EXTENSIONS,
-        });
         let interval = self.config.poll_interval;
         let mut next = Instant::now();
         let mut last_start: Option<Instant> = None;
@@ -208,7 +243,7 @@ impl Collector {
                 add(&self.poll.stats.poll_interval_us, d.as_micros() as u64);
             }
 
-            self.cycle(&requests, since_last);
+            self.cycle(since_last);
             cycles += 1;
 
             if start >= next_refresh {
@@ -227,21 +262,44 @@ impl Collector {
         cycles
     }
 
-    fn cycle(&mut self, requests: &[DumpRequest], since_last: Option<Duration>) {
+    fn cycle(&mut self, since_last: Option<Duration>) {
         let poll = &mut self.poll;
         poll.cache.begin_cycle();
         let mut complete = true;
-        for request in requests {
+        let mut next = 0;
+        while let Some(&request) = self.requests.get(next) {
+            next += 1;
             poll.timestamp_ms = now_ms();
+            poll.family_counts = [0; 2];
             let started = Instant::now();
-            let result = self.socket.dump(request, |payload| poll.handle(payload));
+            let result = self.socket.dump(&request, |payload| poll.handle(payload));
             let elapsed = started.elapsed();
             match result {
                 Ok(dump) => {
+                    self.all_families_worked |= request.is_all_families();
                     add(&poll.stats.records, dump.records as u64);
+                    let [ipv4, ipv6] = poll.family_counts;
+                    let report = DumpReport {
+                        family: request.family,
+                        elapsed,
+                        ipv4,
+                        ipv6,
+                    };
                     for o in &mut poll.observers {
-                        o.dump_finished(request.family, elapsed, dump.records);
+                        o.dump_finished(&report);
                     }
+                }
+                Err(inetdiag::Error::Kernel { errno })
+                    if request.is_all_families() && !self.all_families_worked =>
+                {
+                    // Replies already filed are seen again by the
+                    // per-family dumps, which the cache takes as unchanged.
+                    log!(
+                        "the kernel refuses the all-families TCP dump ({}); dumping IPv6 and IPv4 separately",
+                        std::io::Error::from_raw_os_error(errno)
+                    );
+                    self.requests = per_family_requests();
+                    next = 0;
                 }
                 Err(e) => {
                     complete = false;
@@ -299,6 +357,7 @@ impl Poll {
             }
         };
         let timestamp_ms = self.timestamp_ms;
+        self.family_counts[usize::from(record.msg().family() == inetdiag::AF_INET6)] += 1;
         let (update, entry) = self.cache.update(&record);
         let cookie = record.msg().cookie();
         let shard = (cookie % self.shards.len() as u64) as usize;

@@ -12,10 +12,22 @@ pub use netlink_packet_sock_diag::constants::{
 /// `NETLINK_SOCK_DIAG` from `linux/netlink.h`.
 pub const NETLINK_SOCK_DIAG: isize = 4;
 
+/// As a [`crate::request::DumpRequest`] family: both IPv4 and IPv6 in one
+/// dump (TCP only, see [`TCPDIAG_GETSOCK`]).
+pub const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
 pub const AF_INET: u8 = libc::AF_INET as u8;
 pub const AF_INET6: u8 = libc::AF_INET6 as u8;
 pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+
+/// `TCPDIAG_GETSOCK` (linux/inet_diag.h): the `inet_diag` request type that
+/// predates `SOCK_DIAG_BY_FAMILY`. The kernel still serves it
+/// (`inet_diag_rcv_msg_compat`), as a dump of *every* family: it sets
+/// `sdiag_family = AF_UNSPEC` for it, so one walk of the socket tables answers
+/// what would otherwise take an IPv6 and an IPv4 dump, each walking the whole
+/// established hash. Replies carry this type and the same `inet_diag_msg`
+/// and attributes as `SOCK_DIAG_BY_FAMILY` replies.
+pub const TCPDIAG_GETSOCK: u16 = 18;
 
 /// `TCP_NEW_SYN_RECV` (linux/tcp_states.h): request sockets, never full sockets.
 pub const TCP_NEW_SYN_RECV: u8 = 12;

@@ -1,6 +1,6 @@
 //! Walking the `struct nlmsghdr`s of one received datagram (linux/netlink.h).
 
-use crate::{Error, SOCK_DIAG_BY_FAMILY};
+use crate::{Error, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK};
 
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_NOOP: u16 = 1;
@@ -26,7 +26,8 @@ pub enum Progress {
 /// Counts for one datagram or one whole dump.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramStats {
-    /// `SOCK_DIAG_BY_FAMILY` replies handed to the callback.
+    /// `SOCK_DIAG_BY_FAMILY` (or `TCPDIAG_GETSOCK`) replies handed to the
+    /// callback.
     pub records: usize,
     /// Messages with another sequence number or port id: leftovers of an
     /// earlier, abandoned dump. Skipped.
@@ -36,7 +37,8 @@ pub struct DatagramStats {
 }
 
 /// Walks one datagram of the reply to dump `seq` sent from port `port_id`,
-/// handing each `SOCK_DIAG_BY_FAMILY` payload to `on_record` in place.
+/// handing each reply payload (`SOCK_DIAG_BY_FAMILY`, or `TCPDIAG_GETSOCK`
+/// for an all-families dump) to `on_record` in place.
 pub fn walk_datagram(
     data: &[u8],
     seq: u32,
@@ -78,7 +80,7 @@ pub fn walk_datagram(
             stats.interrupted = true;
         }
         match kind {
-            SOCK_DIAG_BY_FAMILY => {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
                 stats.records += 1;
                 on_record(payload);
             }

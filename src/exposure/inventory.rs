@@ -31,6 +31,8 @@ pub fn family_label(family: u8) -> &'static str {
     match family {
         inetdiag::AF_INET => "ipv4",
         inetdiag::AF_INET6 => "ipv6",
+        // The syscall time of one dump of both families.
+        inetdiag::AF_UNSPEC => "all",
         _ => "unknown",
     }
 }

@@ -14,7 +14,7 @@ use prometheus::{Histogram, IntCounter};
 use super::rates::RateTracker;
 use super::Metrics;
 use crate::cache::{Cache, Entry};
-use crate::collector::PollObserver;
+use crate::collector::{DumpReport, PollObserver};
 use crate::exclusion::AnonymizeMask;
 use crate::exposure::inventory::family_label;
 use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
@@ -29,6 +29,8 @@ pub struct MetricsObserver {
     metrics: Arc<Metrics>,
     ipv4: FamilyHistograms,
     ipv6: FamilyHistograms,
+    /// `af="all"`: the syscall time of a dump of both families at once.
+    all_families_time: Histogram,
     opened: IntCounter,
     closed: IntCounter,
     builder: InventoryBuilder,
@@ -52,6 +54,9 @@ impl MetricsObserver {
         Self {
             ipv4: family(inetdiag::AF_INET),
             ipv6: family(inetdiag::AF_INET6),
+            all_families_time: metrics
+                .syscall_time
+                .with_label_values(&[family_label(inetdiag::AF_UNSPEC)]),
             opened: metrics.flow_events.with_label_values(&["open"]),
             closed: metrics.flow_events.with_label_values(&["close"]),
             metrics,
@@ -106,14 +111,21 @@ impl PollObserver for MetricsObserver {
         }
     }
 
-    fn dump_finished(&mut self, family: u8, elapsed: Duration, sockets: usize) {
-        let h = if family == inetdiag::AF_INET {
-            &self.ipv4
-        } else {
-            &self.ipv6
-        };
-        h.syscall_time.observe(elapsed.as_secs_f64());
-        h.connection_count.observe(sockets as f64);
+    fn dump_finished(&mut self, dump: &DumpReport) {
+        let seconds = dump.elapsed.as_secs_f64();
+        match dump.family {
+            inetdiag::AF_INET => self.ipv4.syscall_time.observe(seconds),
+            inetdiag::AF_INET6 => self.ipv6.syscall_time.observe(seconds),
+            _ => self.all_families_time.observe(seconds),
+        }
+        // Per family whichever way the dump was asked for: sockets per
+        // family per poll.
+        if dump.family != inetdiag::AF_INET6 {
+            self.ipv4.connection_count.observe(dump.ipv4 as f64);
+        }
+        if dump.family != inetdiag::AF_INET {
+            self.ipv6.connection_count.observe(dump.ipv6 as f64);
+        }
     }
 
     fn error(&mut self, kind: &'static str) {
@@ -164,7 +176,12 @@ mod tests {
         let mut observer = MetricsObserver::new(Arc::clone(&metrics), tx);
         let cache = Cache::new();
 
-        observer.dump_finished(inetdiag::AF_INET6, Duration::from_millis(2), 3);
+        observer.dump_finished(&DumpReport {
+            family: inetdiag::AF_INET6,
+            elapsed: Duration::from_millis(2),
+            ipv4: 0,
+            ipv6: 3,
+        });
         observer.error("kernel");
         observer.cycle_finished(None, &cache);
         assert!(
@@ -186,5 +203,23 @@ mod tests {
         assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv6\"} 3"));
         assert!(text.contains("tcpinfo_polling_interval_histogram_count 1"));
         assert!(text.contains("tcpinfo_cache_count_histogram_count 2"));
+    }
+
+    #[test]
+    fn a_dump_of_both_families_counts_sockets_per_family() {
+        let metrics = Metrics::new(Arc::new(Stats::default()));
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let mut observer = MetricsObserver::new(Arc::clone(&metrics), tx);
+        observer.dump_finished(&DumpReport {
+            family: inetdiag::AF_UNSPEC,
+            elapsed: Duration::from_millis(2),
+            ipv4: 5,
+            ipv6: 7,
+        });
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("tcpinfo_syscall_time_histogram_count{af=\"all\"} 1"));
+        assert!(!text.contains("tcpinfo_syscall_time_histogram_count{af=\"ipv4\"} 1"));
+        assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv4\"} 5"));
+        assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv6\"} 7"));
     }
 }
