@@ -196,10 +196,11 @@ impl InventoryBuilder {
                     .listeners
                     .push(ListeningSocket::from_msg(Proto::Tcp, &msg));
             } else {
-                let remote = classify(msg.dst()).index() as u8;
+                let dst = msg.dst();
+                let remote = classify(dst).index() as u8;
                 self.others.push((msg.sport(), msg.state(), remote));
                 if let Some(filter) = &self.peer_filter {
-                    if filter.contains(msg.dst()) {
+                    if filter.contains(dst) {
                         inventory.peers.push(PeerSocket::from_msg(&msg));
                     }
                 }
