@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
+use crate::exposure::cidr::Cidr;
+use crate::exposure::remote::DEFAULT_MAX_SERIES;
+
 /// How addresses are anonymized in archives and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Anonymization {
@@ -117,6 +120,22 @@ pub struct Config {
     /// Interval of the summary log line (records, new, changed, closed, errors, polls).
     #[arg(long = "stats-interval", env = "STATS_INTERVAL", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub stats_interval: Duration,
+
+    /// Export per-peer connection states (tcpinfo_remote_connections) for
+    /// peers inside these ranges (repeatable, or comma-separated).
+    #[arg(
+        long = "remote-states",
+        env = "REMOTE_STATES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub remote_states: Vec<Cidr>,
+
+    /// Most tcpinfo_remote_connections series exported; the busiest peers
+    /// are kept.
+    #[arg(long = "remote-states.max-series", env = "REMOTE_STATES_MAX_SERIES", default_value_t = DEFAULT_MAX_SERIES as u32,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub remote_states_max_series: u32,
 
     /// Writer threads that format, compress and write archives.
     #[arg(long = "writers", env = "WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
@@ -305,6 +324,35 @@ mod tests {
             &["-exclude-dstip=300.1.1.1"],
             &["-no-such-flag"],
             &["stray"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn remote_states_ranges_repeat_and_split_on_commas_and_are_off_by_default() {
+        let off = parse(&[]).unwrap();
+        assert!(off.remote_states.is_empty());
+        assert_eq!(off.remote_states_max_series, 256);
+        let c = parse(&[
+            "-remote-states=198.51.100.0/24,2001:db8::/32",
+            "-remote-states",
+            "203.0.113.7",
+            "-remote-states.max-series",
+            "10",
+        ])
+        .unwrap();
+        let ranges: Vec<String> = c.remote_states.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            ranges,
+            ["198.51.100.0/24", "2001:db8::/32", "203.0.113.7/32"]
+        );
+        assert_eq!(c.remote_states_max_series, 10);
+        for bad in [
+            &["-remote-states=198.51.100.0/33"][..],
+            &["-remote-states=example.com/24"],
+            &["-remote-states.max-series=0"],
+            &["-remote-states.max-series=many"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }

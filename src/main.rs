@@ -12,6 +12,8 @@ use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
 use tcp_info::config::Config;
 use tcp_info::eventsocket::Server as EventServer;
 use tcp_info::exclusion::{Anonymizer, Exclusion};
+use tcp_info::exposure::cidr::PeerFilter;
+use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
 use tcp_info::exposure::ExposureWorker;
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::log;
@@ -72,7 +74,23 @@ fn run(config: Config) -> anyhow::Result<()> {
     log!("serving metrics on {}", listener.local_addr()?);
     metrics::server::spawn(Arc::clone(&metrics), listener)
         .context("starting the metrics server")?;
-    let exposure = ExposureWorker::spawn(metrics.exposure(), "/proc")
+    // -remote-states: the poller's inventory walk collects the peers, the
+    // exposure worker accounts and publishes them.
+    let (peer_filter, remote_tracker) = (!config.remote_states.is_empty())
+        .then(|| {
+            let filter = PeerFilter::new(config.remote_states.clone());
+            let max_series = config.remote_states_max_series as usize;
+            let cell = Arc::new(RemoteCell::default());
+            metrics.watch_remote_states(Arc::clone(&cell), max_series);
+            let ranges: Vec<String> = filter.ranges().iter().map(|r| r.to_string()).collect();
+            log!(
+                "remote-states: per-peer connection states for {} (at most {max_series} series)",
+                ranges.join(",")
+            );
+            (filter.clone(), RemoteTracker::new(filter, max_series, cell))
+        })
+        .unzip();
+    let exposure = ExposureWorker::spawn(metrics.exposure(), "/proc", remote_tracker)
         .context("starting the exposure thread")?;
     let saver = Arc::new(SaverConfig {
         output: config.output.clone(),
@@ -99,10 +117,11 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     metrics.watch_writer_queues(writer_queues);
 
-    let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(MetricsObserver::new(
-        Arc::clone(&metrics),
-        exposure.inventories,
-    ))];
+    let mut metrics_observer = MetricsObserver::new(Arc::clone(&metrics), exposure.inventories);
+    if let Some(filter) = peer_filter {
+        metrics_observer = metrics_observer.track_peers(filter);
+    }
+    let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(metrics_observer)];
     let event_server = match &config.eventsocket {
         Some(path) => {
             let server = EventServer::start(path)

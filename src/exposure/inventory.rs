@@ -8,6 +8,8 @@ use ahash::AHashMap;
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
 
+use super::cidr::PeerFilter;
+use super::remote::PeerSocket;
 use super::scope::{classify, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -141,6 +143,9 @@ pub struct TcpInventory {
     pub connections: ConnectionCounts,
     /// Inbound connections (not LISTEN sockets) per listening port, by port.
     pub inbound_by_port: Vec<(u16, u64)>,
+    /// Sockets whose peer is inside the `-remote-states` ranges (none when
+    /// the option is off).
+    pub peers: Vec<PeerSocket>,
 }
 
 /// Builds [`TcpInventory`]s, keeping its scratch space between builds so
@@ -151,6 +156,8 @@ pub struct InventoryBuilder {
     /// `(local port, state, remote scope)` of every non-LISTEN socket.
     others: Vec<(u16, u8, u8)>,
     by_port: AHashMap<u16, u64>,
+    /// `-remote-states`: which peers to collect into [`TcpInventory::peers`].
+    peer_filter: Option<PeerFilter>,
 }
 
 impl Default for InventoryBuilder {
@@ -159,11 +166,17 @@ impl Default for InventoryBuilder {
             listening_ports: Box::new([0; 1024]),
             others: Vec::new(),
             by_port: AHashMap::new(),
+            peer_filter: None,
         }
     }
 }
 
 impl InventoryBuilder {
+    /// Also collect the sockets whose peer is inside `filter`.
+    pub fn track_peers(&mut self, filter: PeerFilter) {
+        self.peer_filter = Some(filter);
+    }
+
     /// One pass over every socket the poller knows; `each` sees every record
     /// on the way (the rate histograms ride on the same walk).
     pub fn build<'a>(
@@ -185,8 +198,14 @@ impl InventoryBuilder {
                     .listeners
                     .push(ListeningSocket::from_msg(Proto::Tcp, &msg));
             } else {
-                let remote = classify(msg.dst()).index() as u8;
+                let dst = msg.dst();
+                let remote = classify(dst).index() as u8;
                 self.others.push((msg.sport(), msg.state(), remote));
+                if let Some(filter) = &self.peer_filter {
+                    if filter.contains(dst) {
+                        inventory.peers.push(PeerSocket::from_msg(&msg));
+                    }
+                }
             }
         }
         for listener in &inventory.listeners {
@@ -335,6 +354,57 @@ pub(crate) mod tests {
         assert_eq!(c.get(TCP_SYN_SENT, Direction::Outbound, 0), 1);
         assert_eq!(c.iter().map(|(.., n)| n).sum::<u64>(), 5);
         assert_eq!(inv.inbound_by_port, vec![(22, 2), (8080, 0)]);
+    }
+
+    #[test]
+    fn peers_inside_the_ranges_are_collected_only_when_tracking() {
+        use inetdiag::{TCP_ESTABLISHED, TCP_LISTEN};
+        let sockets = [
+            msg_bytes(TCP_LISTEN, v4("198.51.100.1"), 22, v4("0.0.0.0"), 0, 1, 0),
+            msg_bytes(
+                TCP_ESTABLISHED,
+                v4("198.51.100.1"),
+                22,
+                v4("198.51.100.2"),
+                50000,
+                2,
+                0,
+            ),
+            msg_bytes(
+                TCP_ESTABLISHED,
+                v4("198.51.100.1"),
+                22,
+                v4("203.0.113.9"),
+                50001,
+                3,
+                0,
+            ),
+            msg_bytes(
+                TCP_ESTABLISHED,
+                v6("2001:db8::1"),
+                40000,
+                v6("::ffff:198.51.100.3"),
+                443,
+                4,
+                0,
+            ),
+        ];
+        let records: Vec<_> = sockets
+            .iter()
+            .map(|b| DiagRecord::parse(b).unwrap())
+            .collect();
+        let walk = |builder: &mut InventoryBuilder| {
+            builder.build(records.iter().map(|r| (r.msg().cookie(), *r)), |_, _| {})
+        };
+        let mut builder = InventoryBuilder::default();
+        assert!(walk(&mut builder).peers.is_empty(), "off by default");
+        builder.track_peers(PeerFilter::new(vec!["198.51.100.0/24".parse().unwrap()]));
+        let peers = walk(&mut builder).peers;
+        let seen: Vec<(u64, u16, u16)> = peers
+            .iter()
+            .map(|p| (p.cookie, p.local_port, p.peer_port))
+            .collect();
+        assert_eq!(seen, [(2, 22, 50000), (4, 40000, 443)]);
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! - [`process`]: socket inode → owning program, through /proc.
 //! - [`summary`]: the immutable, capped summary /metrics renders.
 //! - [`worker`]: the thread that does the I/O and publishes summaries.
+//! - [`cidr`], [`remote`]: per-peer connection states (`-remote-states`).
 
+pub mod cidr;
 pub mod inventory;
 pub mod process;
+pub mod remote;
 pub mod scope;
 pub mod summary;
 pub mod worker;

@@ -16,6 +16,7 @@ use inetdiag::DiagSocket;
 
 use super::inventory::{dump_udp_listeners, ListeningSocket, TcpInventory};
 use super::process::ProcessNames;
+use super::remote::RemoteTracker;
 use super::summary::{ExposureSummary, SummaryCell, MAX_SERIES};
 use crate::log::RateLimit;
 
@@ -36,13 +37,17 @@ pub struct ExposureWorker {
 
 impl ExposureWorker {
     /// Starts the thread; it exits once `inventories` and its clones are
-    /// dropped.
-    pub fn spawn(cell: Arc<SummaryCell>, proc_root: impl Into<PathBuf>) -> io::Result<Self> {
+    /// dropped. `remote` accounts per-peer states on every inventory.
+    pub fn spawn(
+        cell: Arc<SummaryCell>,
+        proc_root: impl Into<PathBuf>,
+        remote: Option<RemoteTracker>,
+    ) -> io::Result<Self> {
         let (tx, rx) = bounded(1);
         let proc_root = proc_root.into();
         let thread = thread::Builder::new()
             .name("exposure".into())
-            .spawn(move || run(rx, cell, ProcessNames::new(proc_root)))?;
+            .spawn(move || run(rx, cell, ProcessNames::new(proc_root), remote))?;
         Ok(Self {
             inventories: tx,
             thread,
@@ -50,7 +55,12 @@ impl ExposureWorker {
     }
 }
 
-fn run(inventories: Receiver<TcpInventory>, cell: Arc<SummaryCell>, mut names: ProcessNames) {
+fn run(
+    inventories: Receiver<TcpInventory>,
+    cell: Arc<SummaryCell>,
+    mut names: ProcessNames,
+    mut remote: Option<RemoteTracker>,
+) {
     let mut udp_socket = match DiagSocket::new() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -63,7 +73,12 @@ fn run(inventories: Receiver<TcpInventory>, cell: Arc<SummaryCell>, mut names: P
     let mut next_udp = Instant::now();
     loop {
         match inventories.recv_timeout(INVENTORY_INTERVAL) {
-            Ok(inventory) => tcp = Some(inventory),
+            Ok(inventory) => {
+                if let Some(remote) = remote.as_mut() {
+                    remote.update(&inventory, Instant::now());
+                }
+                tcp = Some(inventory);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

@@ -15,6 +15,7 @@ mod collectors;
 mod family;
 pub mod observer;
 pub mod rates;
+mod remote;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use prometheus::{
 };
 
 use crate::eventsocket::Publisher;
+use crate::exposure::remote::RemoteCell;
 use crate::exposure::SummaryCell;
 use crate::saver::Batch;
 use crate::stats::Stats;
@@ -202,6 +204,14 @@ impl Metrics {
     pub fn watch_event_socket(&self, publisher: Publisher) {
         self.registry
             .register(Box::new(collectors::EventSocketCollector::new(publisher)))
+            .expect("registered once");
+    }
+
+    /// Exports `tcpinfo_remote_connections` from what the exposure worker
+    /// publishes in `cell` (`-remote-states`).
+    pub fn watch_remote_states(&self, cell: Arc<RemoteCell>, max_series: usize) {
+        self.registry
+            .register(Box::new(remote::RemoteCollector::new(cell, max_series)))
             .expect("registered once");
     }
 

@@ -16,6 +16,7 @@ use super::Metrics;
 use crate::cache::{Cache, Entry};
 use crate::collector::{DumpReport, PollObserver};
 use crate::exclusion::AnonymizeMask;
+use crate::exposure::cidr::PeerFilter;
 use crate::exposure::inventory::family_label;
 use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
 
@@ -66,6 +67,13 @@ impl MetricsObserver {
             inventories,
             cycle_failed: false,
         }
+    }
+
+    /// Also collect, on each inventory, the sockets whose peer is inside
+    /// `filter` (`-remote-states`).
+    pub fn track_peers(mut self, filter: PeerFilter) -> Self {
+        self.builder.track_peers(filter);
+        self
     }
 
     fn inventory(&mut self, cache: &Cache, now: Instant) {

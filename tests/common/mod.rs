@@ -163,6 +163,7 @@ impl Drop for Netns {
 pub struct NetnsPair {
     pub server: Netns,
     pub client: Netns,
+    server_dev: String,
     client_dev: String,
 }
 
@@ -206,6 +207,7 @@ impl NetnsPair {
         let pair = NetnsPair {
             server,
             client,
+            server_dev: vs,
             client_dev: vc,
         };
         // The veth link needs a moment to come up (carrier, DAD-free for v4).
@@ -235,6 +237,27 @@ impl NetnsPair {
             "dev",
             &self.client_dev,
         ]));
+    }
+
+    /// Gives both ends an IPv6 address (`server`/64 and `client`/64, no
+    /// duplicate address detection, so they are usable at once).
+    pub fn add_ipv6(&self, server: &str, client: &str) {
+        for (ns, dev, ip) in [
+            (&self.server, &self.server_dev, server),
+            (&self.client, &self.client_dev, client),
+        ] {
+            run(Command::new("ip").args([
+                "-n",
+                &ns.name,
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]));
+        }
     }
 }
 

@@ -85,6 +85,16 @@ impl Netns {
     }
 }
 
+/// The `/metrics` of an agent serving on 127.0.0.1:[`METRICS_PORT`] inside
+/// `ns` (any namespace, e.g. one side of a [`common::NetnsPair`]), parsed.
+pub fn scrape_in(ns: &common::Netns) -> Option<Scrape> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
+    match ns.enter(|| http_get(addr, "/metrics")) {
+        Ok((200, body)) => Some(Scrape::parse(&body)),
+        _ => None,
+    }
+}
+
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
