@@ -2,12 +2,14 @@
 //! by scope. Derived from every socket the poller sees (archived or
 //! excluded), plus UDP listeners and /proc process names.
 //!
+//! - [`changes`]: listening tuples opened and closed between inventories.
 //! - [`scope`]: loopback / private / public classification of addresses.
 //! - [`inventory`]: listening sockets and connection counts.
 //! - [`process`]: socket inode → owning program, through /proc.
 //! - [`summary`]: the immutable, capped summary /metrics renders.
 //! - [`worker`]: the thread that does the I/O and publishes summaries.
 
+pub mod changes;
 pub mod inventory;
 pub mod process;
 pub mod scope;
