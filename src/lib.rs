@@ -17,6 +17,7 @@ pub mod cache;
 pub mod collector;
 pub mod exposure;
 pub mod flow_events;
+pub mod listener_events;
 pub mod metrics;
 pub mod saver;
 pub mod stats;

@@ -10,12 +10,13 @@ use crossbeam_channel::{bounded, unbounded};
 use tcp_info::collector::PollObserver;
 use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
 use tcp_info::config::Config;
-use tcp_info::eventsocket::Server as EventServer;
+use tcp_info::eventsocket::{Publisher, Server as EventServer};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
 use tcp_info::exposure::cidr::PeerFilter;
 use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
 use tcp_info::exposure::ExposureWorker;
 use tcp_info::flow_events::FlowEventObserver;
+use tcp_info::listener_events::ListenerEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::saver::{naming, writer, SaverConfig};
@@ -90,8 +91,23 @@ fn run(config: Config) -> anyhow::Result<()> {
             (filter.clone(), RemoteTracker::new(filter, max_series, cell))
         })
         .unzip();
-    let exposure = ExposureWorker::spawn(metrics.exposure(), "/proc", remote_tracker)
-        .context("starting the exposure thread")?;
+    // Started before the exposure thread, which announces listener changes.
+    let event_server = match &config.eventsocket {
+        Some(path) => Some(
+            EventServer::start(path).with_context(|| format!("event socket {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let events = event_server
+        .as_ref()
+        .map_or_else(Publisher::disabled, EventServer::publisher);
+    let exposure = ExposureWorker::spawn(
+        metrics.exposure(),
+        "/proc",
+        Box::new(ListenerEventObserver::new(events.clone())),
+        remote_tracker,
+    )
+    .context("starting the exposure thread")?;
     let saver = Arc::new(SaverConfig {
         output: config.output.clone(),
         uuid_prefix: uuid_prefix.clone(),
@@ -122,20 +138,14 @@ fn run(config: Config) -> anyhow::Result<()> {
         metrics_observer = metrics_observer.track_peers(filter);
     }
     let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(metrics_observer)];
-    let event_server = match &config.eventsocket {
-        Some(path) => {
-            let server = EventServer::start(path)
-                .with_context(|| format!("event socket {}", path.display()))?;
-            observers.push(Box::new(FlowEventObserver::new(
-                server.publisher(),
-                uuid_prefix.clone(),
-            )));
-            metrics.watch_event_socket(server.publisher());
-            log!("serving connection events on {}", path.display());
-            Some(server)
-        }
-        None => None,
-    };
+    if let Some(server) = &event_server {
+        observers.push(Box::new(FlowEventObserver::new(
+            events.clone(),
+            uuid_prefix.clone(),
+        )));
+        metrics.watch_event_socket(events);
+        log!("serving connection events on {}", server.path().display());
+    }
 
     let mut collector = Collector::new(
         CollectorConfig {

@@ -16,8 +16,13 @@
 //! println!("{end:?}");
 //! # Ok::<(), client::ClientError>(())
 //! ```
+//!
+//! Listener changes come only after [`Connection::subscribe`]; they go to
+//! [`Handler::listener_change`], or arrive as [`Event::Listener`] from
+//! [`Connection::next_any`]. Against M-Lab's Go server (which never reads
+//! what clients write) no acknowledgement and no change ever arrives.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::event::{EventError, FlowEvent, TcpEvent};
+use super::line::Event;
+use super::listener_event::ListenerEvent;
+use super::subscription::{subscription_request, Subscribed, Subscription};
 
 /// Longest accepted line, as Go's `bufio.Scanner` default: an event is a
 /// few hundred bytes, so anything longer is not the protocol.
@@ -39,6 +47,15 @@ pub trait Handler {
     /// these; so does the default).
     fn unknown(&mut self, code: i64, line: &str) {
         let _ = (code, line);
+    }
+    /// A listener opened or closed (only after subscribing to
+    /// [`Subscription::ListenerChange`]).
+    fn listener_change(&mut self, event: &ListenerEvent) {
+        let _ = event;
+    }
+    /// The server granted a subscription; events of those kinds follow.
+    fn subscribed(&mut self, event: &Subscribed) {
+        let _ = event;
     }
 }
 
@@ -87,8 +104,21 @@ impl<R: BufRead> EventReader<R> {
 
     /// The next event, or `None` at end of stream. A malformed or overlong
     /// line is an error, after which reading can continue with the next
-    /// line.
+    /// line. Kinds other than open/close are [`EventError::UnknownEvent`].
     pub fn read_event(&mut self) -> Result<Option<FlowEvent>, ClientError> {
+        self.read_with(FlowEvent::from_json)
+    }
+
+    /// Like [`Self::read_event`], for lines of every kind this version
+    /// knows.
+    pub fn read_any(&mut self) -> Result<Option<Event>, ClientError> {
+        self.read_with(Event::from_json)
+    }
+
+    fn read_with<T>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<T, EventError>,
+    ) -> Result<Option<T>, ClientError> {
         loop {
             self.line.clear();
             let n = Read::take(&mut self.reader, MAX_LINE as u64 + 1)
@@ -107,7 +137,7 @@ impl<R: BufRead> EventReader<R> {
             if text.is_empty() {
                 continue;
             }
-            return FlowEvent::from_json(text)
+            return decode(text)
                 .map(Some)
                 .map_err(|source| ClientError::Malformed {
                     line_number: self.line_number,
@@ -188,13 +218,34 @@ impl Connection {
         })
     }
 
+    /// Asks the server for event kinds beyond open/close. The server's
+    /// [`Subscribed`] acknowledgement arrives on the stream, before any
+    /// event it grants; read with [`Self::next_any`] or [`Self::run`].
+    pub fn subscribe(&mut self, kinds: &[Subscription]) -> Result<(), ClientError> {
+        let mut stream = self.events.reader.get_ref();
+        stream.write_all(&subscription_request(kinds))?;
+        Ok(())
+    }
+
     /// The next event; `None` when the server closed the connection or
     /// [`Stopper::stop`] was called.
     pub fn next_event(&mut self) -> Result<Option<FlowEvent>, ClientError> {
+        self.next_with(EventReader::read_event)
+    }
+
+    /// The next line of any kind; `None` as for [`Self::next_event`].
+    pub fn next_any(&mut self) -> Result<Option<Event>, ClientError> {
+        self.next_with(EventReader::read_any)
+    }
+
+    fn next_with<T>(
+        &mut self,
+        read: impl FnOnce(&mut EventReader<BufReader<UnixStream>>) -> Result<Option<T>, ClientError>,
+    ) -> Result<Option<T>, ClientError> {
         if self.finished {
             return Ok(None);
         }
-        match self.events.read_event() {
+        match read(&mut self.events) {
             Ok(None) => {
                 self.finished = true;
                 Ok(None)
@@ -226,11 +277,13 @@ impl Connection {
     /// run with an error, as in Go's client.
     pub fn run<H: Handler + ?Sized>(&mut self, handler: &mut H) -> Result<End, ClientError> {
         loop {
-            match self.next_event() {
-                Ok(Some(event)) => match event.event {
+            match self.next_any() {
+                Ok(Some(Event::Flow(event))) => match event.event {
                     TcpEvent::Open => handler.open(&event),
                     TcpEvent::Close => handler.close(&event),
                 },
+                Ok(Some(Event::Listener(event))) => handler.listener_change(&event),
+                Ok(Some(Event::Subscribed(event))) => handler.subscribed(&event),
                 Ok(None) => return Ok(self.end()),
                 Err(ClientError::Malformed {
                     line,

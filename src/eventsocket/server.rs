@@ -25,6 +25,12 @@
 //! Queues are unbounded channels whose length is checked before each push,
 //! so memory grows only with a client's real backlog instead of being
 //! preallocated per client.
+//!
+//! Clients may opt in to more than open/close (see [`super::subscription`]).
+//! The writer thread also reads what its client writes, a few times a
+//! second (more often just after connecting, when requests come), with the
+//! socket's 1 ms receive timeout: a request never involves the publisher,
+//! which only checks each client's subscription bits.
 
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
@@ -33,7 +39,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -41,6 +47,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::FlowEvent;
+use super::listener_event::ListenerEvent;
+use super::requests::{RequestLine, RequestReader};
+use super::subscription::{Subscribed, Subscription, SubscriptionRequest};
+use crate::archive::Timestamp;
 use crate::log::RateLimit;
 
 /// Events a client may lag behind before it is disconnected, on top of
@@ -56,6 +66,15 @@ pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// How often an idle writer checks whether its client hung up, so a client
 /// that disconnects while no events flow releases its descriptor promptly.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// For this long after a client connects, its requests are read this often,
+/// so a subscription is acknowledged promptly; afterwards at the liveness
+/// interval.
+const EARLY_PERIOD: Duration = Duration::from_secs(2);
+const EARLY_READ_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Longest request line a client may write.
+const MAX_REQUEST: usize = 1024;
 
 /// How long [`Server::shutdown`] lets writers deliver what is queued before
 /// it cuts off clients that are not reading.
@@ -120,6 +139,8 @@ struct Subscriber {
     id: u64,
     queue: Sender<Arc<[u8]>>,
     stream: Arc<UnixStream>,
+    /// [`Subscription::bit`]s the client asked for; set by its writer.
+    subscriptions: Arc<AtomicU8>,
 }
 
 /// A writer thread and a weak handle on its socket, kept to cut off and
@@ -278,34 +299,22 @@ impl Publisher {
     /// and never fails: with no clients the event is simply dropped. A
     /// client whose queue is full is disconnected instead.
     pub fn publish(&self, event: &FlowEvent) {
-        let Some(hub) = &self.hub else { return };
-        if hub.client_count.load(Ordering::Relaxed) == 0 || hub.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        let line: Arc<[u8]> = event.to_json_line().into();
-        let capacity = hub.options.queue_capacity;
-        let mut lagging = Vec::new();
-        {
-            let mut clients = hub.lock_clients();
-            clients.retain(|client| {
-                if client.queue.len() >= capacity {
-                    lagging.push((client.id, Arc::clone(&client.stream)));
-                    return false;
-                }
-                // Fails only when the writer has already ended.
-                client.queue.send(Arc::clone(&line)).is_ok()
-            });
-            hub.client_count.store(clients.len(), Ordering::Relaxed);
-        }
-        for (id, stream) in lagging {
-            // Unblocks the writer if it is stuck in write(2); it then ends
-            // and closes the descriptor.
-            let _ = stream.shutdown(Shutdown::Both);
-            hub.dropped.fetch_add(1, Ordering::Relaxed);
-            hub.log.log(format_args!(
-                "eventsocket: client {id} fell more than {capacity} events behind; disconnected it"
-            ));
-        }
+        let Some(hub) = self.live_hub() else { return };
+        hub.deliver(&event.to_json_line(), None);
+    }
+
+    /// Queues `event` for the clients subscribed to
+    /// [`Subscription::ListenerChange`] only; otherwise as [`Self::publish`].
+    pub fn publish_listener_change(&self, event: &ListenerEvent) {
+        let Some(hub) = self.live_hub() else { return };
+        hub.deliver(&event.to_json_line(), Some(Subscription::ListenerChange));
+    }
+
+    fn live_hub(&self) -> Option<&Hub> {
+        let hub = self.hub.as_deref()?;
+        let idle =
+            hub.client_count.load(Ordering::Relaxed) == 0 || hub.stopping.load(Ordering::Relaxed);
+        (!idle).then_some(hub)
     }
 
     /// Clients disconnected so far for falling more than their queue behind
@@ -335,6 +344,45 @@ impl std::fmt::Debug for Publisher {
 impl Hub {
     fn lock_clients(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         lock(&self.clients)
+    }
+
+    /// Queues `line` for every client, or for those subscribed to `kind`.
+    fn deliver(&self, line: &[u8], kind: Option<Subscription>) {
+        let wanted = |client: &Subscriber| {
+            kind.is_none_or(|k| client.subscriptions.load(Ordering::Relaxed) & k.bit() != 0)
+        };
+        let capacity = self.options.queue_capacity;
+        let mut lagging = Vec::new();
+        {
+            let mut clients = self.lock_clients();
+            // Serialized once, shared by every queue; not at all when
+            // nobody wants it.
+            if !clients.iter().any(wanted) {
+                return;
+            }
+            let line: Arc<[u8]> = line.into();
+            clients.retain(|client| {
+                if !wanted(client) {
+                    return true;
+                }
+                if client.queue.len() >= capacity {
+                    lagging.push((client.id, Arc::clone(&client.stream)));
+                    return false;
+                }
+                // Fails only when the writer has already ended.
+                client.queue.send(Arc::clone(&line)).is_ok()
+            });
+            self.client_count.store(clients.len(), Ordering::Relaxed);
+        }
+        for (id, stream) in lagging {
+            // Unblocks the writer if it is stuck in write(2); it then ends
+            // and closes the descriptor.
+            let _ = stream.shutdown(Shutdown::Both);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.log.log(format_args!(
+                "eventsocket: client {id} fell more than {capacity} events behind; disconnected it"
+            ));
+        }
     }
 
     /// Forgets client `id`; false if it was already gone (dropped or shut
@@ -395,6 +443,7 @@ fn accept_loop(
         }
         let stream = Arc::new(stream);
         let (queue, events) = crossbeam_channel::unbounded();
+        let subscriptions = Arc::new(AtomicU8::new(0));
         // Registered before its writer starts, so a writer that ends at
         // once always finds its entry to remove.
         {
@@ -403,6 +452,7 @@ fn accept_loop(
                 id,
                 queue,
                 stream: Arc::clone(&stream),
+                subscriptions: Arc::clone(&subscriptions),
             });
             hub.client_count.store(clients.len(), Ordering::Relaxed);
         }
@@ -414,7 +464,7 @@ fn accept_loop(
                 .name(format!("eventsocket-client-{id}"))
                 .stack_size(WRITER_STACK)
                 .spawn(move || {
-                    serve_client(id, &stream, &events, &hub);
+                    serve_client(id, &stream, &events, &hub, &subscriptions);
                     drop(done);
                 })
         };
@@ -453,11 +503,30 @@ fn reap_finished(writers: &Mutex<Vec<Writer>>) {
 }
 
 /// One client's writer: delivers queued lines until the queue is closed
-/// (shutdown or drop), a write fails, or the client hangs up.
-fn serve_client(id: u64, stream: &UnixStream, events: &Receiver<Arc<[u8]>>, hub: &Hub) {
+/// (shutdown or drop), a write fails, or the client hangs up; and reads the
+/// client's requests between writes.
+fn serve_client(
+    id: u64,
+    stream: &UnixStream,
+    events: &Receiver<Arc<[u8]>>,
+    hub: &Hub,
+    subscriptions: &AtomicU8,
+) {
+    let connected = Instant::now();
+    let mut client = ClientRequests {
+        id,
+        reader: RequestReader::new(MAX_REQUEST),
+        complained: false,
+    };
+    let mut next_read = connected;
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let reason = loop {
-        match events.recv_timeout(LIVENESS_INTERVAL) {
+        let interval = if connected.elapsed() < EARLY_PERIOD {
+            EARLY_READ_INTERVAL
+        } else {
+            LIVENESS_INTERVAL
+        };
+        match events.recv_timeout(interval) {
             Ok(line) => {
                 batch.clear();
                 batch.extend_from_slice(&line);
@@ -467,20 +536,19 @@ fn serve_client(id: u64, stream: &UnixStream, events: &Receiver<Arc<[u8]>>, hub:
                         Err(_) => break,
                     }
                 }
-                let mut writer = stream;
-                if let Err(e) = writer.write_all(&batch) {
-                    break match e.kind() {
-                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => "hung up".to_string(),
-                        _ => format!("write failed: {e}"),
-                    };
+                if let Err(e) = write_to(stream, &batch) {
+                    break e;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if hung_up(stream) {
-                    break "hung up".to_string();
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        if now >= next_read {
+            next_read = now + interval;
+            if let Err(e) = client.read(stream, hub, subscriptions) {
+                break e;
+            }
         }
     };
     // A client the publisher dropped was logged there already.
@@ -490,17 +558,101 @@ fn serve_client(id: u64, stream: &UnixStream, events: &Receiver<Arc<[u8]>>, hub:
     }
 }
 
-/// Whether the client closed its end. Clients are not expected to send
-/// anything; whatever they do send is read and discarded.
-fn hung_up(stream: &UnixStream) -> bool {
-    let mut scratch = [0u8; 512];
-    let mut reader = stream;
-    match reader.read(&mut scratch) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(
-            e.kind(),
-            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-        ),
+/// Writes `bytes`; the error is why the client is gone.
+fn write_to(stream: &UnixStream, bytes: &[u8]) -> Result<(), String> {
+    let mut writer = stream;
+    writer.write_all(bytes).map_err(|e| match e.kind() {
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => "hung up".to_string(),
+        _ => format!("write failed: {e}"),
+    })
+}
+
+/// What one client asks for.
+struct ClientRequests {
+    id: u64,
+    reader: RequestReader,
+    /// Whether a line that is not a request was logged already.
+    complained: bool,
+}
+
+impl ClientRequests {
+    /// Reads what the client wrote (up to 64 KiB, waiting at most the
+    /// socket's 1 ms receive timeout) and acts on complete requests. The
+    /// error is why the client is gone: it closed its end (clients keep
+    /// both directions open), or the acknowledgement could not be written.
+    fn read(
+        &mut self,
+        stream: &UnixStream,
+        hub: &Hub,
+        subscriptions: &AtomicU8,
+    ) -> Result<(), String> {
+        let mut scratch = [0u8; 512];
+        for _ in 0..128 {
+            let mut reader = stream;
+            let n = match reader.read(&mut scratch) {
+                Ok(0) => return Err("hung up".into()),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(_) => return Err("hung up".into()),
+            };
+            let mut acks = Vec::new();
+            let (id, complained) = (self.id, &mut self.complained);
+            self.reader.feed(&scratch[..n], |line| {
+                let text = match line {
+                    RequestLine::Text(text) => text,
+                    RequestLine::TooLong => b"<a line over 1024 bytes>",
+                };
+                match SubscriptionRequest::parse(text) {
+                    Some(request) => {
+                        subscriptions.store(request.bits(), Ordering::Relaxed);
+                        let names: Vec<&str> = request.kinds.iter().map(|k| k.name()).collect();
+                        let ignored = if request.unknown.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (unknown kinds ignored: {})", request.unknown.join(", "))
+                        };
+                        hub.log.log(format_args!(
+                            "eventsocket: client {id} subscribed to [{}]{ignored}",
+                            names.join(", ")
+                        ));
+                        acks.extend(
+                            Subscribed {
+                                timestamp: Timestamp::from_unix_millis(unix_millis()),
+                                kinds: request.kinds,
+                            }
+                            .to_json_line(),
+                        );
+                    }
+                    None if !std::mem::replace(complained, true) => {
+                        let shown = &text[..text.len().min(80)];
+                        hub.log.log(format_args!(
+                            "eventsocket: client {id} wrote {:?}, which is not a subscription request like {{\"Subscribe\":[\"ListenerChange\"]}}; ignored, it keeps the open/close stream",
+                            String::from_utf8_lossy(shown)
+                        ));
+                    }
+                    None => {}
+                }
+            });
+            // Written by this thread, before anything queued after the
+            // subscription bits changed: the acknowledgement precedes every
+            // event it grants.
+            if !acks.is_empty() {
+                write_to(stream, &acks)?;
+            }
+        }
+        Ok(())
     }
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -2,6 +2,7 @@
 //! by scope. Derived from every socket the poller sees (archived or
 //! excluded), plus UDP listeners and /proc process names.
 //!
+//! - [`changes`]: listening tuples opened and closed between inventories.
 //! - [`scope`]: loopback / private / public classification of addresses.
 //! - [`inventory`]: listening sockets and connection counts.
 //! - [`process`]: socket inode → owning program, through /proc.
@@ -9,6 +10,7 @@
 //! - [`worker`]: the thread that does the I/O and publishes summaries.
 //! - [`cidr`], [`remote`]: per-peer connection states (`-remote-states`).
 
+pub mod changes;
 pub mod cidr;
 pub mod inventory;
 pub mod process;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use super::changes::ChangeCounters;
 use super::inventory::{ConnectionCounts, ListeningSocket, Proto, TcpInventory};
 use super::scope::Scope;
 
@@ -85,6 +86,8 @@ pub struct SummaryCell {
     pub udp_dump_errors: AtomicU64,
     /// Scans of /proc for the owners of listening sockets.
     pub proc_scans: AtomicU64,
+    /// Listening tuples opened and closed.
+    pub listener_changes: ChangeCounters,
 }
 
 impl SummaryCell {

@@ -14,7 +14,8 @@ use ahash::AHashSet;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use inetdiag::DiagSocket;
 
-use super::inventory::{dump_udp_listeners, ListeningSocket, TcpInventory};
+use super::changes::{ChangeObserver, ListenerChanges};
+use super::inventory::{dump_udp_listeners, ListeningSocket, Proto, TcpInventory};
 use super::process::ProcessNames;
 use super::remote::RemoteTracker;
 use super::summary::{ExposureSummary, SummaryCell, MAX_SERIES};
@@ -37,17 +38,20 @@ pub struct ExposureWorker {
 
 impl ExposureWorker {
     /// Starts the thread; it exits once `inventories` and its clones are
-    /// dropped. `remote` accounts per-peer states on every inventory.
+    /// dropped. Listener changes go to `changes` (the event socket);
+    /// `remote` accounts per-peer states on every inventory.
     pub fn spawn(
         cell: Arc<SummaryCell>,
         proc_root: impl Into<PathBuf>,
+        changes: Box<dyn ChangeObserver>,
         remote: Option<RemoteTracker>,
     ) -> io::Result<Self> {
         let (tx, rx) = bounded(1);
         let proc_root = proc_root.into();
+        let changes = ListenerChanges::new(changes);
         let thread = thread::Builder::new()
             .name("exposure".into())
-            .spawn(move || run(rx, cell, ProcessNames::new(proc_root), remote))?;
+            .spawn(move || run(rx, cell, ProcessNames::new(proc_root), changes, remote))?;
         Ok(Self {
             inventories: tx,
             thread,
@@ -59,6 +63,7 @@ fn run(
     inventories: Receiver<TcpInventory>,
     cell: Arc<SummaryCell>,
     mut names: ProcessNames,
+    mut changes: ListenerChanges,
     mut remote: Option<RemoteTracker>,
 ) {
     let mut udp_socket = match DiagSocket::new() {
@@ -72,12 +77,15 @@ fn run(
     let mut udp: Vec<ListeningSocket> = Vec::new();
     let mut next_udp = Instant::now();
     loop {
+        // Which halves are fresh this round: only those are compared for
+        // listener changes (a kept UDP list after a failed dump is not news).
+        let (mut fresh_tcp, mut fresh_udp) = (false, false);
         match inventories.recv_timeout(INVENTORY_INTERVAL) {
             Ok(inventory) => {
                 if let Some(remote) = remote.as_mut() {
                     remote.update(&inventory, Instant::now());
                 }
-                tcp = Some(inventory);
+                (tcp, fresh_tcp) = (Some(inventory), true);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -86,7 +94,7 @@ fn run(
         if let (Some(socket), true) = (udp_socket.as_mut(), now >= next_udp) {
             let mut fresh = Vec::with_capacity(udp.len());
             match dump_udp_listeners(socket, &mut fresh) {
-                Ok(()) => udp = fresh,
+                Ok(()) => (udp, fresh_udp) = (fresh, true),
                 // Keep the last good list rather than blink every series.
                 Err(e) => {
                     cell.udp_dump_errors.fetch_add(1, Relaxed);
@@ -109,6 +117,13 @@ fn run(
         let scans = names.scans();
         names.resolve(&inodes, now);
         cell.proc_scans.fetch_add(names.scans() - scans, Relaxed);
+        if fresh_tcp {
+            changes.compare(Proto::Tcp, &current.listeners, |i| names.name(i));
+        }
+        if fresh_udp {
+            changes.compare(Proto::Udp, &udp, |i| names.name(i));
+        }
+        changes.report(&cell.listener_changes);
         let summary = ExposureSummary::build(current, &udp, |inode| names.name(inode));
         if summary.listening_dropped > 0 && !CAP_LOGGED.swap(true, Relaxed) {
             log!(

@@ -13,6 +13,7 @@
 
 mod collectors;
 mod family;
+mod listener_changes;
 pub mod observer;
 pub mod rates;
 mod remote;
@@ -168,6 +169,9 @@ impl Metrics {
                 Arc::clone(&exposure),
             )),
             Box::new(collectors::ExposureCollector::new(Arc::clone(&exposure))),
+            Box::new(listener_changes::ListenerChangeCollector::new(Arc::clone(
+                &exposure,
+            ))),
         ] {
             registry.register(c).expect("metric definitions are unique");
         }

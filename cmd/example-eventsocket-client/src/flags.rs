@@ -26,6 +26,11 @@ pub struct Flags {
     /// (e.g. 500ms, 30s, 2m; 0 tries once).
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
+
+    /// Also subscribe to listener changes (listening ports opened and
+    /// closed) and log them; needs this project's tcp-info, not Go's.
+    #[arg(long = "listener-changes")]
+    pub listener_changes: bool,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +61,16 @@ impl Flags {
                     )
                 })?;
                 flags.connect_timeout = Some(timeout);
+            }
+        }
+        if !flags.listener_changes {
+            if let Some(text) = env("LISTENER_CHANGES").filter(|v| !v.is_empty()) {
+                flags.listener_changes = parse_bool(&text).ok_or_else(|| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("LISTENER_CHANGES={text:?}: not a boolean (true, false, 1, 0)\n"),
+                    )
+                })?;
             }
         }
         if flags.eventsocket.is_none() {
@@ -90,6 +105,15 @@ where
         }
     }
     out
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// A Go-style duration: a number with unit ns, us, ms, s, m or h (`0` alone
@@ -159,6 +183,26 @@ mod tests {
         .unwrap();
         assert_eq!(flags.eventsocket, Some(PathBuf::from("/env.sock")));
         assert_eq!(flags.connect_timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn listener_changes_are_opt_in_by_flag_or_environment() {
+        let off = Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], no_env).unwrap();
+        assert!(!off.listener_changes);
+        let on = Flags::parse_go_args(
+            ["c", "-tcpinfo.eventsocket=/x", "-listener-changes"],
+            no_env,
+        )
+        .unwrap();
+        assert!(on.listener_changes);
+        let env = |name: &str| (name == "LISTENER_CHANGES").then(|| "true".to_string());
+        assert!(
+            Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], env)
+                .unwrap()
+                .listener_changes
+        );
+        let bad = |name: &str| (name == "LISTENER_CHANGES").then(|| "sure".to_string());
+        assert!(Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], bad).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! example-eventsocket-client: a minimal client of tcp-info's event socket.
 //! It logs every open and close event in the style of M-Lab's Go reference
 //! client, and exits cleanly on SIGTERM/SIGINT or when the server goes away.
+//! With `-listener-changes` it also subscribes to listener changes and logs
+//! them.
 //!
 //! Exit status: 0 after SIGTERM/SIGINT or when tcp-info closes the socket;
 //! 1 when the socket cannot be reached or sends something that is not the
@@ -22,7 +24,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tcp_info::archive::Timestamp;
 use tcp_info::eventsocket::client::{self, ClientError, Connection, End, Handler, Stopper};
-use tcp_info::eventsocket::{FlowEvent, SockId};
+use tcp_info::eventsocket::{FlowEvent, ListenerEvent, SockId, Subscribed, Subscription};
 
 use crate::flags::{Flags, DEFAULT_CONNECT_TIMEOUT};
 
@@ -64,6 +66,10 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         *slot = Some(handle);
     }
     log(format_args!("connected to {}", path.display()));
+    if flags.listener_changes {
+        conn.subscribe(&[Subscription::ListenerChange])
+            .with_context(|| format!("subscribing to listener changes on {}", path.display()))?;
+    }
 
     match conn.run(&mut Logger) {
         Ok(End::Stopped) => {
@@ -166,6 +172,32 @@ impl Handler for Logger {
 
     fn unknown(&mut self, code: i64, _line: &str) {
         log(format_args!("Unknown event type: {code}"));
+    }
+
+    fn listener_change(&mut self, ev: &ListenerEvent) {
+        let addr = match ev.addr {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            a => a.to_string(),
+        };
+        let by = if ev.process.is_empty() {
+            "an unknown process"
+        } else {
+            &ev.process
+        };
+        log(format_args!(
+            "listener {} {} {} {addr}:{} ({}) by {by} {}",
+            ev.change.as_str(),
+            ev.proto,
+            ev.family,
+            ev.port,
+            ev.scope,
+            GoTime(&ev.timestamp)
+        ));
+    }
+
+    fn subscribed(&mut self, ev: &Subscribed) {
+        let kinds: Vec<&str> = ev.kinds.iter().map(|k| k.name()).collect();
+        log(format_args!("subscribed to [{}]", kinds.join(", ")));
     }
 }
 

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::{FlowEvent, Server, SockId};
+use tcp_info::eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, Server, SockId};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -138,6 +138,36 @@ fn logs_events_and_exits_cleanly_on_sigterm() {
     client.expect_line("shutdown");
     assert!(client.wait_exit().success());
     server.shutdown();
+}
+
+#[test]
+fn listener_changes_flag_subscribes_and_logs_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sock");
+    let server = Server::start(&path).unwrap();
+    let arg = format!("-tcpinfo.eventsocket={}", path.display());
+    let mut client = Client::spawn(&[&arg, "-listener-changes"]);
+    // Events granted by the subscription follow its acknowledgement.
+    client.expect_line("subscribed to [ListenerChange]");
+    server.publisher().publish_listener_change(&ListenerEvent {
+        timestamp: Timestamp::parse("2024-05-01T10:00:00.5Z").unwrap(),
+        change: ListenerChangeKind::Opened,
+        proto: "tcp".into(),
+        family: "ipv4".into(),
+        addr: "198.51.100.1".parse().unwrap(),
+        port: 8080,
+        scope: "public".into(),
+        process: "nginx".into(),
+    });
+    let line = client.expect_line("listener ");
+    assert!(
+        line.ends_with(
+            "listener opened tcp ipv4 198.51.100.1:8080 (public) by nginx 2024-05-01 10:00:00.5 +0000 UTC"
+        ),
+        "{line}"
+    );
+    server.shutdown();
+    assert!(client.wait_exit().success());
 }
 
 #[test]
