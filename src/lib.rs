@@ -3,7 +3,7 @@
 //! M-Lab's Go tcp-info.
 //!
 //! Layers (each depends only on those below it):
-//! `main` → `collector` / `saver` / `metrics` → `exposure` → `cache` /
+//! `main` → `collector` / `saver` / `metrics` → `policy` → `exposure` → `cache` /
 //! `compare` / `archive` / `exclusion` → `inetdiag`.
 
 pub mod archive;
@@ -18,5 +18,6 @@ pub mod collector;
 pub mod exposure;
 pub mod flow_events;
 pub mod metrics;
+pub mod policy;
 pub mod saver;
 pub mod stats;

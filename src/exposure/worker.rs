@@ -27,6 +27,13 @@ static UDP_ERRORS: RateLimit = RateLimit::new(60_000);
 /// The cap is logged once per process; the counter keeps the tally.
 static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// Something that wants every inventory's full listener list (TCP and
+/// UDP, before any series cap) with the programs owning them; called on
+/// the exposure thread, so it may do modest work (the listener policy).
+pub trait ListenerHook: Send {
+    fn listeners(&mut self, listeners: &[ListeningSocket], process: &dyn Fn(u32) -> Arc<str>);
+}
+
 pub struct ExposureWorker {
     /// Where the poller hands TCP inventories; full means the worker is
     /// busy and the poller drops this one (a newer one follows shortly).
@@ -38,11 +45,20 @@ impl ExposureWorker {
     /// Starts the thread; it exits once `inventories` and its clones are
     /// dropped.
     pub fn spawn(cell: Arc<SummaryCell>, proc_root: impl Into<PathBuf>) -> io::Result<Self> {
+        Self::spawn_with_hooks(cell, proc_root, Vec::new())
+    }
+
+    /// Like [`spawn`](Self::spawn), with `hooks` called every inventory.
+    pub fn spawn_with_hooks(
+        cell: Arc<SummaryCell>,
+        proc_root: impl Into<PathBuf>,
+        hooks: Vec<Box<dyn ListenerHook>>,
+    ) -> io::Result<Self> {
         let (tx, rx) = bounded(1);
         let proc_root = proc_root.into();
         let thread = thread::Builder::new()
             .name("exposure".into())
-            .spawn(move || run(rx, cell, ProcessNames::new(proc_root)))?;
+            .spawn(move || run(rx, cell, ProcessNames::new(proc_root), hooks))?;
         Ok(Self {
             inventories: tx,
             thread,
@@ -50,7 +66,12 @@ impl ExposureWorker {
     }
 }
 
-fn run(inventories: Receiver<TcpInventory>, cell: Arc<SummaryCell>, mut names: ProcessNames) {
+fn run(
+    inventories: Receiver<TcpInventory>,
+    cell: Arc<SummaryCell>,
+    mut names: ProcessNames,
+    mut hooks: Vec<Box<dyn ListenerHook>>,
+) {
     let mut udp_socket = match DiagSocket::new() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -102,5 +123,11 @@ fn run(inventories: Receiver<TcpInventory>, cell: Arc<SummaryCell>, mut names: P
             );
         }
         cell.store(summary);
+        if !hooks.is_empty() {
+            let all: Vec<ListeningSocket> = current.listeners.iter().chain(&udp).copied().collect();
+            for hook in &mut hooks {
+                hook.listeners(&all, &|inode| names.name(inode));
+            }
+        }
     }
 }
