@@ -33,7 +33,9 @@ fn answer(status: StatusCode, body: String) -> Answer {
 async fn reload(metrics: Arc<Metrics>, remote: Option<SocketAddr>) -> Answer {
     // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
     if !remote.is_some_and(|r| canonical(r.ip()).is_loopback()) {
-        let who = remote.map_or("an unknown address".to_owned(), |r| r.ip().to_string());
+        let who = remote.map_or("an unknown address".to_owned(), |r| {
+            canonical(r.ip()).to_string()
+        });
         return answer(
             StatusCode::FORBIDDEN,
             format!("reload refused: only loopback clients may reload, not {who}\n"),
