@@ -220,6 +220,39 @@ Assertions failed: 4
     }
 }
 
+#[test]
+fn an_invalid_policy_at_startup_stops_the_agent_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_policy(
+        dir.path(),
+        "bad.toml",
+        "[[count]]\nlisteners = 1\nport = \"ssh\"\n",
+    );
+    let missing = dir.path().join("missing.toml").display().to_string();
+    for (policy, want) in [
+        (
+            &bad,
+            format!(
+                "tcp-info: listen policy: {bad}:3: invalid type: string \"ssh\", expected i64\n"
+            ),
+        ),
+        (
+            &missing,
+            format!("tcp-info: listen policy: {missing}: No such file or directory (os error 2)\n"),
+        ),
+    ] {
+        let out = std::process::Command::new(common::agent_binary())
+            .arg(format!("-output={}", dir.path().join("data").display()))
+            .arg("-prometheusx.listen-address=127.0.0.1:0")
+            .arg(format!("-listen-policy={policy}"))
+            .output()
+            .unwrap();
+        // Like the agent's other start-up errors (files, addresses): exit 1.
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stderr), want);
+    }
+}
+
 const AGENT_POLICY: &str = r#"
 [[listen]]
 name = "web"

@@ -37,9 +37,10 @@ use crate::exposure::Scope;
 /// Why a policy file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Read { path: String, source: io::Error },
+    /// The file could not be read. (`error` is part of the message, not a
+    /// source: a chain would print it twice.)
+    #[error("{path}: {error}")]
+    Read { path: String, error: io::Error },
     /// The file is not a valid policy; `location` is `path` or `path:line`.
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
@@ -65,9 +66,9 @@ impl PolicyError {
 
 /// Reads and validates the policy at `path`.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     parse(path, &text)
 }
