@@ -233,7 +233,7 @@ fn an_invalid_policy_at_startup_stops_the_agent_with_one_line() {
         (
             &bad,
             format!(
-                "tcp-info: listen policy: {bad}:3: invalid type: string \"ssh\", expected i64\n"
+                "tcp-info: listen policy: {bad}:3: invalid type: string \"ssh\", expected a port number (1-65535)\n"
             ),
         ),
         (

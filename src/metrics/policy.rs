@@ -101,3 +101,48 @@ impl Collector for PolicyCollector {
         families
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn violation_series_are_capped_and_the_rest_still_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let mut text = String::new();
+        for port in 1..=300 {
+            let _ = writeln!(text, "[[listen]]\nproto = \"tcp\"\nport = {port}");
+        }
+        std::fs::write(&path, text).unwrap();
+        let policy = ActivePolicy::load(&path).unwrap();
+        let collector = PolicyCollector::new(Arc::clone(&policy));
+        let names = |families: &[MetricFamily]| -> Vec<String> {
+            families.iter().map(|f| f.name().to_owned()).collect()
+        };
+        // Before the first inventory: no verdict.
+        let before = collector.collect();
+        assert!(!names(&before).contains(&OK_NAME.to_owned()));
+        assert_eq!(policy.observe(Vec::new()), 300);
+        let families = collector.collect();
+        let get = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", names(&families)))
+        };
+        assert_eq!(
+            get("tcpinfo_listening_policy_violations")
+                .get_metric()
+                .len(),
+            MAX_VIOLATION_SERIES
+        );
+        let gauge = |name: &str| get(name).get_metric()[0].get_gauge().get_value();
+        assert_eq!(gauge("tcpinfo_listening_policy_violated_rules"), 300.0);
+        assert_eq!(gauge(OK_NAME), 0.0);
+        assert_eq!(gauge("tcpinfo_listening_policy_rules"), 300.0);
+    }
+
+    const OK_NAME: &str = "tcpinfo_listening_policy_ok";
+}

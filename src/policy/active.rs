@@ -109,11 +109,15 @@ impl ActivePolicy {
     }
 
     fn apply(&self, observed: Arc<[Observed]>) -> usize {
-        let evaluation = Arc::new(evaluate(&self.policy(), &observed));
-        let previous = {
+        // Policy read, evaluation and store under one lock: an inventory
+        // evaluated against the policy a reload just replaced can never be
+        // stored after the reload's own evaluation.
+        let (evaluation, previous) = {
             let mut latest = lock(&self.latest);
+            let evaluation = Arc::new(evaluate(&self.policy(), &observed));
             latest.observed = Some(observed);
-            latest.evaluation.replace(Arc::clone(&evaluation))
+            let previous = latest.evaluation.replace(Arc::clone(&evaluation));
+            (evaluation, previous)
         };
         log_changes(previous.as_deref(), &evaluation);
         evaluation.failed()

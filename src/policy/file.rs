@@ -206,17 +206,28 @@ impl From<FamilySpec> for u8 {
     }
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(try_from = "i64")]
+#[derive(Clone, Copy)]
 struct Port(u16);
 
-impl TryFrom<i64> for Port {
-    type Error = String;
-    fn try_from(n: i64) -> Result<Self, String> {
-        match u16::try_from(n) {
-            Ok(p) if p > 0 => Ok(Port(p)),
-            _ => Err(format!("port {n} is not in 1-65535")),
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Port;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port number (1-65535)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
+                match u16::try_from(n) {
+                    Ok(p) if p > 0 => Ok(Port(p)),
+                    _ => Err(E::custom(format!("port {n} is not in 1-65535"))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Port, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
         }
+        d.deserialize_i64(Visitor)
     }
 }
 
@@ -536,6 +547,14 @@ mod tests {
             ("[[listne]]\nproto = \"tcp\"\n", "p.toml:1: unknown field `listne`"),
             ("[[listen]]\nport = 22\n", "p.toml:1: missing field `proto`"),
             ("[[count]]\nlisteners = -1\n", "p.toml:2: invalid value"),
+            (
+                "[[forbid]]\nport = \"ssh\"\n",
+                "p.toml:2: invalid type: string \"ssh\", expected a port number (1-65535)",
+            ),
+            (
+                "[[forbid]]\nexcept = [22, 99999]\n",
+                "p.toml:2: port 99999 is not in 1-65535",
+            ),
             ("", "p.toml: no rules"),
             ("[[listen]\n", "p.toml:1: "),
             (
