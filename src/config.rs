@@ -140,6 +140,50 @@ pub struct Config {
     /// Writer threads that format, compress and write archives.
     #[arg(long = "writers", env = "WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,
+
+    /// Listener policy (TOML, or JSON when the name ends in .json) checked
+    /// every inventory and exported as tcpinfo_listening_policy_*; re-read
+    /// on SIGHUP and POST /-/reload.
+    #[arg(long = "listen-policy", env = "LISTEN_POLICY", value_name = "FILE")]
+    pub listen_policy: Option<PathBuf>,
+}
+
+/// `tcp-info check --policy FILE`: checks this host's listeners against a
+/// policy once and prints a report.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tcp-info check",
+    about = "Checks this network namespace's listeners against a listener policy once, prints a report, and exits 0 (pass), 1 (fail) or 2 (error)."
+)]
+pub struct CheckConfig {
+    /// Listener policy (TOML, or JSON when the name ends in .json).
+    #[arg(long = "policy", env = "LISTEN_POLICY", value_name = "FILE")]
+    pub policy: PathBuf,
+}
+
+/// What the command line asks for: the agent, or a subcommand.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    Agent(Box<Config>),
+    Check(CheckConfig),
+}
+
+impl Invocation {
+    /// `check` as the first argument selects the subcommand (whose flags
+    /// parse Go-style too); anything else is the agent's command line.
+    pub fn try_parse_go_args<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        if args.get(1).map(String::as_str) == Some("check") {
+            let program = format!("{} check", args[0]);
+            let rest = std::iter::once(program).chain(args[2..].iter().cloned());
+            return CheckConfig::try_parse_from(go_style_args(rest)).map(Invocation::Check);
+        }
+        Config::try_parse_go_args(args).map(|c| Invocation::Agent(Box::new(c)))
+    }
 }
 
 impl Config {
@@ -356,6 +400,38 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn check_routes_to_the_subcommand_and_the_agent_keeps_its_flags() {
+        let check = |args: &[&str]| {
+            let mut v = vec!["tcp-info", "check"];
+            v.extend_from_slice(args);
+            Invocation::try_parse_go_args(v)
+        };
+        for form in [
+            &["-policy", "/p.toml"][..],
+            &["--policy=/p.toml"],
+            &["-policy=/p.toml"],
+        ] {
+            match check(form).unwrap() {
+                Invocation::Check(c) => assert_eq!(c.policy.to_str(), Some("/p.toml")),
+                other => panic!("{form:?}: {other:?}"),
+            }
+        }
+        assert!(check(&["-policy"]).is_err());
+        assert!(check(&["-policy=/p.toml", "-reps=1"]).is_err());
+        match Invocation::try_parse_go_args(["tcp-info", "-reps", "2", "-listen-policy=/p.toml"])
+            .unwrap()
+        {
+            Invocation::Agent(c) => {
+                assert_eq!(c.reps, 2);
+                assert_eq!(c.listen_policy.unwrap().to_str(), Some("/p.toml"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // "check" anywhere else is a stray argument, as before.
+        assert!(Invocation::try_parse_go_args(["tcp-info", "-reps=1", "check"]).is_err());
     }
 
     #[test]

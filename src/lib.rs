@@ -3,7 +3,7 @@
 //! M-Lab's Go tcp-info.
 //!
 //! Layers (each depends only on those below it):
-//! `main` → `collector` / `saver` / `metrics` → `exposure` → `cache` /
+//! `main` → `collector` / `saver` / `metrics` → `policy` → `exposure` → `cache` /
 //! `compare` / `archive` / `exclusion` → `inetdiag`.
 
 pub mod archive;
@@ -19,5 +19,6 @@ pub mod exposure;
 pub mod flow_events;
 pub mod listener_events;
 pub mod metrics;
+pub mod policy;
 pub mod saver;
 pub mod stats;

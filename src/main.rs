@@ -9,16 +9,18 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, unbounded};
 use tcp_info::collector::PollObserver;
 use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
-use tcp_info::config::Config;
+use tcp_info::config::{CheckConfig, Config, Invocation};
 use tcp_info::eventsocket::{Publisher, Server as EventServer};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
 use tcp_info::exposure::cidr::PeerFilter;
 use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
+use tcp_info::exposure::worker::{ListenerHook, WorkerHooks};
 use tcp_info::exposure::ExposureWorker;
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::listener_events::ListenerEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
+use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::saver::{naming, writer, SaverConfig};
 use tcp_info::stats::Stats;
 
@@ -26,23 +28,29 @@ use tcp_info::stats::Stats;
 const SHARD_QUEUE: usize = 16;
 
 fn main() -> ExitCode {
-    let config = match Config::try_parse_go_args(std::env::args()) {
-        Ok(c) => c,
+    let config = match Invocation::try_parse_go_args(std::env::args()) {
+        Ok(Invocation::Agent(c)) => *c,
+        Ok(Invocation::Check(c)) => return check(c),
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line, as Go's flag package would give: the first line of
-            // clap's rendering names the flag and the problem.
+            // One line, as Go's flag package would give: clap's rendering
+            // up to its usage section names the flag and the problem (a
+            // missing argument is listed on the lines after the first).
             let text = e.render().to_string();
+            let problem: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let problem = problem.join(" ");
             eprintln!(
                 "tcp-info: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
+                problem.trim_start_matches("error: ").trim_end_matches(':')
             );
             return ExitCode::from(2);
         }
@@ -56,6 +64,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tcp-info check`: exit 0 when the policy holds, 1 when it does not, 2
+/// when it cannot be checked (bad policy file, no netlink).
+fn check(c: CheckConfig) -> ExitCode {
+    match policy::check::run(&c.policy, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tcp-info check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads `-listen-policy` and re-reads it on every SIGHUP.
+fn start_listen_policy(path: &std::path::Path) -> anyhow::Result<Arc<ActivePolicy>> {
+    let policy = ActivePolicy::load(path).context("listen policy")?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("installing the SIGHUP handler")?;
+    let reloaded = Arc::clone(&policy);
+    thread::Builder::new()
+        .name("policy-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                // The outcome is logged and counted by reload().
+                let _ = reloaded.reload();
+            }
+        })
+        .context("starting the policy reload thread")?;
+    log!(
+        "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
+        path.display(),
+        policy.rules()
+    );
+    Ok(policy)
+}
+
 fn run(config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -63,6 +107,10 @@ fn run(config: Config) -> anyhow::Result<()> {
             .context("installing signal handlers")?;
     }
     raise_open_files_limit();
+    let listen_policy = match &config.listen_policy {
+        Some(path) => Some(start_listen_policy(path)?),
+        None => None,
+    };
 
     let uuid_prefix =
         naming::uuid_prefix(config.uuid_prefix_file.as_deref()).context("UUID prefix")?;
@@ -70,6 +118,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating output directory {}", config.output.display()))?;
     let stats = Arc::new(Stats::default());
     let metrics = Metrics::new(Arc::clone(&stats));
+    if let Some(policy) = &listen_policy {
+        metrics.watch_listen_policy(Arc::clone(policy));
+    }
     let listener = metrics::server::bind(&config.prometheus_listen_address)
         .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
     log!("serving metrics on {}", listener.local_addr()?);
@@ -104,8 +155,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     let exposure = ExposureWorker::spawn(
         metrics.exposure(),
         "/proc",
-        Box::new(ListenerEventObserver::new(events.clone())),
-        remote_tracker,
+        WorkerHooks {
+            changes: Box::new(ListenerEventObserver::new(events.clone())),
+            remote: remote_tracker,
+            listeners: listen_policy
+                .iter()
+                .map(|p| Box::new(Arc::clone(p)) as Box<dyn ListenerHook>)
+                .collect(),
+        },
     )
     .context("starting the exposure thread")?;
     let saver = Arc::new(SaverConfig {

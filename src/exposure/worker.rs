@@ -29,6 +29,34 @@ static UDP_ERRORS: RateLimit = RateLimit::new(60_000);
 /// The cap is logged once per process; the counter keeps the tally.
 static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// Something that wants every inventory's full listener list (TCP and
+/// UDP, before any series cap) with the programs owning them; called on
+/// the exposure thread, so it may do modest work (the listener policy).
+pub trait ListenerHook: Send {
+    fn listeners(&mut self, listeners: &[ListeningSocket], process: &dyn Fn(u32) -> Arc<str>);
+}
+
+/// What the worker does with every inventory besides the gauges.
+pub struct WorkerHooks {
+    /// Where listener changes are announced (the event socket); `()` for
+    /// nowhere. They are counted and logged either way.
+    pub changes: Box<dyn ChangeObserver>,
+    /// Per-peer connection states (`-remote-states`).
+    pub remote: Option<RemoteTracker>,
+    /// Consumers of the full listener list (the listener policy).
+    pub listeners: Vec<Box<dyn ListenerHook>>,
+}
+
+impl Default for WorkerHooks {
+    fn default() -> Self {
+        Self {
+            changes: Box::new(()),
+            remote: None,
+            listeners: Vec::new(),
+        }
+    }
+}
+
 pub struct ExposureWorker {
     /// Where the poller hands TCP inventories; full means the worker is
     /// busy and the poller drops this one (a newer one follows shortly).
@@ -38,20 +66,24 @@ pub struct ExposureWorker {
 
 impl ExposureWorker {
     /// Starts the thread; it exits once `inventories` and its clones are
-    /// dropped. Listener changes go to `changes` (the event socket);
-    /// `remote` accounts per-peer states on every inventory.
+    /// dropped.
     pub fn spawn(
         cell: Arc<SummaryCell>,
         proc_root: impl Into<PathBuf>,
-        changes: Box<dyn ChangeObserver>,
-        remote: Option<RemoteTracker>,
+        hooks: WorkerHooks,
     ) -> io::Result<Self> {
         let (tx, rx) = bounded(1);
         let proc_root = proc_root.into();
+        let WorkerHooks {
+            changes,
+            remote,
+            listeners,
+        } = hooks;
         let changes = ListenerChanges::new(changes);
+        let names = ProcessNames::new(proc_root);
         let thread = thread::Builder::new()
             .name("exposure".into())
-            .spawn(move || run(rx, cell, ProcessNames::new(proc_root), changes, remote))?;
+            .spawn(move || run(rx, cell, names, changes, remote, listeners))?;
         Ok(Self {
             inventories: tx,
             thread,
@@ -65,6 +97,7 @@ fn run(
     mut names: ProcessNames,
     mut changes: ListenerChanges,
     mut remote: Option<RemoteTracker>,
+    mut hooks: Vec<Box<dyn ListenerHook>>,
 ) {
     let mut udp_socket = match DiagSocket::new() {
         Ok(s) => Some(s),
@@ -132,5 +165,11 @@ fn run(
             );
         }
         cell.store(summary);
+        if !hooks.is_empty() {
+            let all: Vec<ListeningSocket> = current.listeners.iter().chain(&udp).copied().collect();
+            for hook in &mut hooks {
+                hook.listeners(&all, &|inode| names.name(inode));
+            }
+        }
     }
 }

@@ -9,19 +9,23 @@
 //! - [`observer`]: the [`crate::collector::PollObserver`] that feeds them.
 //! - [`collectors`]: scrape-time collectors over atomics and the summary.
 //! - [`rates`]: per-second send/receive rates from tcp_info byte counters.
-//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready` on a small runtime.
+//! - [`policy`]: the listener policy's gauges (with `-listen-policy`).
+//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` on a
+//!   small runtime.
 
 mod collectors;
 mod family;
 mod listener_changes;
 pub mod observer;
+pub mod policy;
 pub mod rates;
+mod reload;
 mod remote;
 pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::Receiver;
 use prometheus::{
@@ -32,6 +36,7 @@ use prometheus::{
 use crate::eventsocket::Publisher;
 use crate::exposure::remote::RemoteCell;
 use crate::exposure::SummaryCell;
+use crate::policy::ActivePolicy;
 use crate::saver::Batch;
 use crate::stats::Stats;
 
@@ -83,6 +88,7 @@ pub struct Metrics {
     pub(crate) poll_state: Arc<PollState>,
     ready: AtomicBool,
     exposure: Arc<SummaryCell>,
+    listen_policy: OnceLock<Arc<ActivePolicy>>,
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
@@ -188,6 +194,7 @@ impl Metrics {
             poll_state,
             ready: AtomicBool::new(false),
             exposure,
+            listen_policy: OnceLock::new(),
         })
     }
 
@@ -217,6 +224,21 @@ impl Metrics {
         self.registry
             .register(Box::new(remote::RemoteCollector::new(cell, max_series)))
             .expect("registered once");
+    }
+
+    /// Exports the listener policy's gauges and lets `POST /-/reload`
+    /// reload it. Called at most once.
+    pub fn watch_listen_policy(&self, policy: Arc<ActivePolicy>) {
+        if self.listen_policy.set(Arc::clone(&policy)).is_ok() {
+            self.registry
+                .register(Box::new(policy::PolicyCollector::new(policy)))
+                .expect("registered once");
+        }
+    }
+
+    /// The listener policy, when the agent runs with one.
+    pub fn listen_policy(&self) -> Option<&Arc<ActivePolicy>> {
+        self.listen_policy.get()
     }
 
     /// Where the exposure worker publishes its summaries.

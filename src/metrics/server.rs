@@ -1,6 +1,7 @@
-//! The HTTP endpoint: `/metrics`, `/-/healthy` and `/-/ready`, served by
-//! warp on a single-threaded tokio runtime in a thread of its own. Nothing
-//! it does touches the polling path: a scrape renders what was published.
+//! The HTTP endpoint: `/metrics`, `/-/healthy`, `/-/ready` and
+//! `/-/reload` (see [`super::reload`]), served by warp on a
+//! single-threaded tokio runtime in a thread of its own. Nothing it does
+//! touches the polling path: a scrape renders what was published.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -95,6 +96,7 @@ fn routes(
             warp::reply::with_header(metrics.render(), header::CONTENT_TYPE, TEXT_FORMAT)
         })
     };
+    let reload = super::reload::route(Arc::clone(&metrics));
     let healthy = warp::path!("-" / "healthy").and(warp::get()).map(|| "OK\n");
     let ready = warp::path!("-" / "ready").and(warp::get()).map(move || {
         if metrics.is_ready() {
@@ -111,6 +113,8 @@ fn routes(
         .or(healthy.map(|r| Box::new(r) as Box<dyn warp::Reply>))
         .unify()
         .or(ready.map(|r| Box::new(r) as Box<dyn warp::Reply>))
+        .unify()
+        .or(reload)
         .unify()
 }
 

@@ -39,7 +39,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
 /// A network namespace whose `lo` is up and also carries 198.51.100.1,
 /// 10.77.0.1, 100.64.0.1 and fd00::1 (so every scope has an address to
 /// bind, and no packet can leave the namespace). Deleted on drop.
-pub struct Netns(common::Netns);
+pub struct Netns(pub common::Netns);
 
 impl Netns {
     pub fn new() -> Self {
@@ -242,6 +242,10 @@ impl Agent {
             matches!(ns.http_get(METRICS_PORT, "/-/ready"), Ok((200, _))).then_some(())
         });
         agent
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// Everything the agent logged so far.

@@ -1,0 +1,74 @@
+//! `POST /-/reload`: re-reads the listener policy. Only loopback clients
+//! may ask: the metrics port is often reachable from the network, and a
+//! reload is an operator's action on this host.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::Metrics;
+use crate::exclusion::canonical;
+use crate::policy::PolicyError;
+
+type Answer = warp::reply::WithStatus<String>;
+
+pub(crate) fn route(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (Box<dyn Reply>,), Error = Rejection> + Clone + Send + Sync + 'static {
+    warp::path!("-" / "reload")
+        .and(warp::post())
+        .and(warp::addr::remote())
+        .then(move |remote: Option<SocketAddr>| {
+            let metrics = Arc::clone(&metrics);
+            async move { Box::new(reload(metrics, remote).await) as Box<dyn Reply> }
+        })
+}
+
+fn answer(status: StatusCode, body: String) -> Answer {
+    warp::reply::with_status(body, status)
+}
+
+async fn reload(metrics: Arc<Metrics>, remote: Option<SocketAddr>) -> Answer {
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    if !remote.is_some_and(|r| canonical(r.ip()).is_loopback()) {
+        let who = remote.map_or("an unknown address".to_owned(), |r| {
+            canonical(r.ip()).to_string()
+        });
+        return answer(
+            StatusCode::FORBIDDEN,
+            format!("reload refused: only loopback clients may reload, not {who}\n"),
+        );
+    }
+    let Some(policy) = metrics.listen_policy().cloned() else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            "nothing to reload: the agent runs without -listen-policy\n".into(),
+        );
+    };
+    // Reading the file is blocking I/O: keep it off the runtime's thread.
+    match tokio::task::spawn_blocking(move || policy.reload()).await {
+        Ok(Ok(r)) => {
+            let violated = r
+                .violated
+                .map_or(String::new(), |v| format!(", {v} violated"));
+            answer(
+                StatusCode::OK,
+                format!("listen policy reloaded: {} rules{violated}\n", r.rules),
+            )
+        }
+        Ok(Err(e @ PolicyError::Invalid { .. })) => answer(
+            StatusCode::BAD_REQUEST,
+            format!("reload rejected, previous policy kept: {e}\n"),
+        ),
+        Ok(Err(e @ PolicyError::Read { .. })) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload rejected, previous policy kept: {e}\n"),
+        ),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        ),
+    }
+}
