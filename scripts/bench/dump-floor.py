@@ -9,7 +9,10 @@ a 10 ms poller cannot go below: the harness's own floor2full loops without
 pausing, so its caches stay warm and its per-dump cost is lower than any
 poller's that sleeps between dumps.
 
-usage: dump-floor.py [INTERVAL_SECONDS]   (default 0.01)
+With --combined it issues tcp-info's actual request instead: one
+TCPDIAG_GETSOCK dump of both families (see inetdiag's TCPDIAG_GETSOCK).
+
+usage: dump-floor.py [--combined] [INTERVAL_SECONDS]   (default 0.01)
 """
 import signal
 import socket
@@ -17,11 +20,14 @@ import struct
 import sys
 import time
 
-NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK = 4, 20, 18
 NLM_F_REQUEST, NLM_F_DUMP, NLMSG_ERROR, NLMSG_DONE = 1, 0x300, 2, 3
 STATES = 0xFFF & ~((1 << 3) | (1 << 6) | (1 << 7))
 
-interval = float(sys.argv[1]) if len(sys.argv) > 1 else 0.01
+args = sys.argv[1:]
+combined = "--combined" in args
+args = [a for a in args if a != "--combined"]
+interval = float(args[0]) if args else 0.01
 running = True
 
 
@@ -41,8 +47,14 @@ buf = bytearray(1 << 16)
 
 
 def dump(family, seq):
-    body = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0xFF, 0, STATES) + b"\0" * 48
-    s.send(struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+    if family is None:
+        # struct inet_diag_req: family, src_len, dst_len, ext, sockid, states, dbs
+        body = struct.pack("=BBBB", 0, 0, 0, 0xFF) + b"\0" * 48 + struct.pack("=II", STATES, 0)
+        kind = TCPDIAG_GETSOCK
+    else:
+        body = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0xFF, 0, STATES) + b"\0" * 48
+        kind = SOCK_DIAG_BY_FAMILY
+    s.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
     while True:
         n = s.recv_into(buf)
         if n >= 20:
@@ -65,8 +77,11 @@ while running:
     nxt += interval
     if nxt < now:
         nxt = now
-    dump(socket.AF_INET6, seq)
-    dump(socket.AF_INET, seq + 1)
+    if combined:
+        dump(None, seq)
+    else:
+        dump(socket.AF_INET6, seq)
+        dump(socket.AF_INET, seq + 1)
     seq += 2
     polls += 1
 elapsed = time.monotonic() - start
