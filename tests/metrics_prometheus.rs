@@ -129,3 +129,66 @@ fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
     let up = query("up{job=\"tcpinfo\"}").expect("the target is known");
     assert_eq!(up[0]["value"][1], "1", "the scrape succeeds");
 }
+
+/// The alerting rules shipped in deploy/ are valid, fire on the series
+/// they are written for (promtool's rule unit tests), and only name metrics
+/// the agent really exports when its exposure options are on.
+#[test]
+fn the_shipped_exposure_alerts_hold_and_name_exported_metrics() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for args in [
+        &["check", "rules", "exposure-alerts.yml"][..],
+        &["test", "rules", "exposure-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&deploy)
+            .output()
+            .expect("promtool (Debian package prometheus) is installed");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let rules = std::fs::read_to_string(deploy.join("exposure-alerts.yml")).unwrap();
+    let named: BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("tcpinfo_"))
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[[forbid]]\nport = 23\n").unwrap();
+    let policy_flag = format!("-listen-policy={}", policy.display());
+    let _agent = Agent::start(&ns, &[&policy_flag, "-remote-states=198.51.100.0/24"]);
+    // What the rules watch for: a forbidden public listener, and an
+    // outbound connection to a public peer (198.51.100.0/24 is public).
+    let (_forbidden, _listener, _client, _server) = ns.run(|| {
+        let forbidden = TcpListener::bind("198.51.100.1:23").unwrap();
+        let listener = TcpListener::bind("198.51.100.1:7201").unwrap();
+        let client = std::net::TcpStream::connect("198.51.100.1:7201").unwrap();
+        let server = listener.accept().unwrap();
+        (forbidden, listener, client, server)
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "a series of every metric the rules name",
+        || {
+            let s = ns.scrape()?;
+            named
+                .iter()
+                .all(|name| {
+                    s.text.lines().any(|l| {
+                        l.strip_prefix(name)
+                            .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                    })
+                })
+                .then_some(())
+        },
+    );
+}
