@@ -74,6 +74,10 @@ pub struct Cache {
     seen: usize,
 }
 
+/// Below this many slots the free ones are kept for reuse whatever their
+/// share. (Small in unit tests, so that the proptest compacts too.)
+const COMPACT_ABOVE: usize = if cfg!(test) { 8 } else { 1024 };
+
 impl Cache {
     pub fn new() -> Self {
         Self::default()
@@ -193,7 +197,36 @@ impl Cache {
                 closed += 1;
             }
         }
+        if self.free.len() > self.index.len() && self.slots.len() >= COMPACT_ABOVE {
+            self.compact();
+        }
         closed
+    }
+
+    /// Drops the free slots (and their payloads' memory) once they
+    /// outnumber the live ones, so that a surge of connections does not
+    /// leave its peak in memory, and in every later `end_cycle` and `iter`.
+    /// Runs at the end of a complete cycle: the only order still needed is
+    /// this cycle's, whose positions do not change.
+    fn compact(&mut self) {
+        let mut renumbered = vec![u32::MAX; self.slots.len()];
+        let mut kept = Vec::with_capacity(self.index.len());
+        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if slot.live {
+                renumbered[old] = kept.len() as u32;
+                kept.push(slot);
+            }
+        }
+        self.slots = kept;
+        self.free = Vec::new();
+        for slot in self.index.values_mut() {
+            *slot = renumbered[*slot as usize];
+        }
+        for slot in &mut self.next_order {
+            *slot = renumbered[*slot as usize];
+        }
+        self.index.shrink_to_fit();
+        self.order = Vec::new();
     }
 
     pub fn len(&self) -> usize {
@@ -265,6 +298,32 @@ mod tests {
         assert_eq!(c.end_cycle(|cookie, _| closed.push(cookie)), 1);
         assert_eq!(closed, vec![1]);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_surge_that_goes_away_leaves_no_slots_behind() {
+        let mut c = Cache::new();
+        c.begin_cycle();
+        for cookie in 0..20 {
+            update(&mut c, &reply(cookie, 1, 0));
+        }
+        c.end_cycle(|_, _| {});
+        c.begin_cycle();
+        for cookie in [3, 17, 5, 11, 2] {
+            update(&mut c, &reply(cookie, 1, 0));
+        }
+        assert_eq!(c.end_cycle(|_, _| {}), 15);
+        assert_eq!((c.slots.len(), c.free.len(), c.len()), (5, 0, 5));
+        c.begin_cycle();
+        for cookie in [3, 17, 5, 11, 2] {
+            assert_eq!(update(&mut c, &reply(cookie, 1, 0)), Update::Unchanged);
+        }
+        assert_eq!(c.cursor, 5, "the kept order still guides the walk");
+        assert_eq!(update(&mut c, &reply(40, 1, 0)), Update::New);
+        assert_eq!(c.end_cycle(|_, _| panic!("nothing closed")), 0);
+        let mut live: Vec<u64> = c.iter().map(|(cookie, _)| cookie).collect();
+        live.sort_unstable();
+        assert_eq!(live, [2, 3, 5, 11, 17, 40]);
     }
 
     /// The cache's behaviour without the dump-order cursor: a map from

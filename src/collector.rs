@@ -289,11 +289,15 @@ impl Collector {
                         o.dump_finished(&report);
                     }
                 }
+                // The kernel's answer to a request type it does not serve
+                // (sock_diag_rcv_msg, inet_diag_rcv_msg_compat), before any
+                // reply; any other failure is a failed dump like any other.
                 Err(inetdiag::Error::Kernel { errno })
-                    if request.is_all_families() && !self.all_families_worked =>
+                    if request.is_all_families()
+                        && !self.all_families_worked
+                        && poll.family_counts == [0; 2]
+                        && matches!(errno, libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT) =>
                 {
-                    // Replies already filed are seen again by the
-                    // per-family dumps, which the cache takes as unchanged.
                     log!(
                         "the kernel refuses the all-families TCP dump ({}); dumping IPv6 and IPv4 separately",
                         std::io::Error::from_raw_os_error(errno)

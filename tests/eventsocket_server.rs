@@ -155,7 +155,9 @@ fn stuck_client_is_dropped_and_counted_without_delaying_others() {
                 got += 1;
                 progress.store(got, Ordering::Relaxed);
             }
-            got
+            // Kept open: the server notices a hang-up, and the count of
+            // clients below must still include this one.
+            (got, reader)
         })
     };
     let mut slowest = Duration::ZERO;
@@ -169,7 +171,8 @@ fn stuck_client_is_dropped_and_counted_without_delaying_others() {
             wait_until("reader progress", || progress.load(Ordering::Relaxed) > n);
         }
     }
-    assert_eq!(consumer.join().unwrap(), total);
+    let (got, _reader) = consumer.join().unwrap();
+    assert_eq!(got, total);
     assert_eq!(server.clients_dropped(), 1);
     assert_eq!(publisher.clients_dropped(), 1);
     assert_eq!(server.clients(), 1);

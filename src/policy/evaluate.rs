@@ -131,11 +131,12 @@ pub fn evaluate(policy: &Policy, listeners: &[Observed]) -> Evaluation {
     }
 }
 
-/// `listeners` with one entry per binding (the first seen).
+/// `listeners` with one entry per binding (the first seen). They come
+/// sorted by binding (see [`evaluate`]), so twins are neighbours.
 fn distinct<'a>(listeners: impl Iterator<Item = &'a Observed>) -> Vec<&'a Observed> {
     let mut out: Vec<&Observed> = Vec::new();
     for l in listeners {
-        if !out.iter().any(|o| o.binding() == l.binding()) {
+        if out.last().is_none_or(|o| o.binding() != l.binding()) {
             out.push(l);
         }
     }
