@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tcp_info::eventsocket::client::{self, ClientError, End, Stopper};
 use tcp_info::eventsocket::{FlowEvent, SockId, TcpEvent};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
