@@ -8,8 +8,7 @@ mod common;
 mod metrics_harness;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -46,7 +45,7 @@ fn request(
     method: &str,
     path: &str,
 ) -> std::io::Result<(u16, String)> {
-    ns.enter(|| request_plain(addr, method, path))
+    ns.enter(|| metrics_harness::http_request(addr, method, path))
 }
 
 /// The violated rules as `(rule, kind, value)`, sorted.
@@ -492,23 +491,4 @@ fn without_the_flag_nothing_about_policy_is_exported_or_reloadable() {
         body,
         "nothing to reload: the agent runs without -listen-policy\n"
     );
-}
-
-/// One HTTP/1.1 request from the calling thread's namespace.
-fn request_plain(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
 }
