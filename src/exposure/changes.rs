@@ -305,19 +305,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn sock(proto: Proto, addr: &str, port: u16, inode: u32) -> ListeningSocket {
-        let addr: IpAddr = addr.parse().unwrap();
-        ListeningSocket {
-            proto,
-            family: if addr.is_ipv4() {
-                inetdiag::AF_INET
-            } else {
-                inetdiag::AF_INET6
-            },
-            scope: classify(addr),
-            addr,
-            port,
-            inode,
-        }
+        ListeningSocket::bound(proto, addr, port, inode)
     }
 
     /// Inode `n` is owned by `p<n>`; inode 0 by nobody visible.

@@ -55,7 +55,7 @@ pub struct ListeningSocket {
 }
 
 impl ListeningSocket {
-    fn from_msg(proto: Proto, msg: &InetDiagMsg) -> Self {
+    pub(crate) fn from_msg(proto: Proto, msg: &InetDiagMsg) -> Self {
         Self {
             proto,
             family: msg.family(),
@@ -63,6 +63,24 @@ impl ListeningSocket {
             addr: msg.src(),
             port: msg.sport(),
             inode: msg.inode(),
+        }
+    }
+
+    /// A listener on `addr` (family and scope follow from it), for tests.
+    #[cfg(test)]
+    pub(crate) fn bound(proto: Proto, addr: &str, port: u16, inode: u32) -> Self {
+        let addr: IpAddr = addr.parse().expect("test address");
+        Self {
+            proto,
+            family: if addr.is_ipv4() {
+                inetdiag::AF_INET
+            } else {
+                inetdiag::AF_INET6
+            },
+            scope: classify(addr),
+            addr,
+            port,
+            inode,
         }
     }
 }

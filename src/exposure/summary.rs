@@ -132,14 +132,8 @@ mod tests {
     use super::*;
 
     fn listener(proto: Proto, port: u16, inode: u32) -> ListeningSocket {
-        ListeningSocket {
-            proto,
-            family: inetdiag::AF_INET,
-            scope: Scope::Public,
-            addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            port,
-            inode,
-        }
+        // The wildcard address is public.
+        ListeningSocket::bound(proto, "0.0.0.0", port, inode)
     }
 
     #[test]

@@ -20,16 +20,11 @@ use crate::exposure::cidr::PeerFilter;
 use crate::exposure::inventory::family_label;
 use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
 
-/// Histograms of one address family, resolved once.
-struct FamilyHistograms {
-    syscall_time: Histogram,
-    connection_count: Histogram,
-}
-
 pub struct MetricsObserver {
     metrics: Arc<Metrics>,
-    ipv4: FamilyHistograms,
-    ipv6: FamilyHistograms,
+    /// `tcpinfo_connection_count_histogram` for `af="ipv4"`, `"ipv6"`.
+    ipv4_count: Histogram,
+    ipv6_count: Histogram,
     /// `af="all"`: the syscall time of a dump of both families at once.
     all_families_time: Histogram,
     opened: IntCounter,
@@ -45,16 +40,14 @@ pub struct MetricsObserver {
 impl MetricsObserver {
     /// `inventories` is the exposure worker's queue.
     pub fn new(metrics: Arc<Metrics>, inventories: Sender<TcpInventory>) -> Self {
-        let family = |af: u8| {
-            let label = [family_label(af)];
-            FamilyHistograms {
-                syscall_time: metrics.syscall_time.with_label_values(&label),
-                connection_count: metrics.connection_count.with_label_values(&label),
-            }
+        let count = |af: u8| {
+            metrics
+                .connection_count
+                .with_label_values(&[family_label(af)])
         };
         Self {
-            ipv4: family(inetdiag::AF_INET),
-            ipv6: family(inetdiag::AF_INET6),
+            ipv4_count: count(inetdiag::AF_INET),
+            ipv6_count: count(inetdiag::AF_INET6),
             all_families_time: metrics
                 .syscall_time
                 .with_label_values(&[family_label(inetdiag::AF_UNSPEC)]),
@@ -121,18 +114,24 @@ impl PollObserver for MetricsObserver {
 
     fn dump_finished(&mut self, dump: &DumpReport) {
         let seconds = dump.elapsed.as_secs_f64();
-        match dump.family {
-            inetdiag::AF_INET => self.ipv4.syscall_time.observe(seconds),
-            inetdiag::AF_INET6 => self.ipv6.syscall_time.observe(seconds),
-            _ => self.all_families_time.observe(seconds),
+        if dump.family == inetdiag::AF_UNSPEC {
+            self.all_families_time.observe(seconds);
+        } else {
+            // Per-family dumps happen only on a kernel that refuses the
+            // combined one: resolved here, so that otherwise no idle
+            // `ipv4`/`ipv6` series are exported.
+            self.metrics
+                .syscall_time
+                .with_label_values(&[family_label(dump.family)])
+                .observe(seconds);
         }
         // Per family whichever way the dump was asked for: sockets per
         // family per poll.
         if dump.family != inetdiag::AF_INET6 {
-            self.ipv4.connection_count.observe(dump.ipv4 as f64);
+            self.ipv4_count.observe(dump.ipv4 as f64);
         }
         if dump.family != inetdiag::AF_INET {
-            self.ipv6.connection_count.observe(dump.ipv6 as f64);
+            self.ipv6_count.observe(dump.ipv6 as f64);
         }
     }
 
@@ -226,7 +225,8 @@ mod tests {
         });
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains("tcpinfo_syscall_time_histogram_count{af=\"all\"} 1"));
-        assert!(!text.contains("tcpinfo_syscall_time_histogram_count{af=\"ipv4\"} 1"));
+        assert!(!text.contains("tcpinfo_syscall_time_histogram_count{af=\"ipv4\"}"));
+        assert!(!text.contains("tcpinfo_syscall_time_histogram_count{af=\"ipv6\"}"));
         assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv4\"} 5"));
         assert!(text.contains("tcpinfo_connection_count_histogram_sum{af=\"ipv6\"} 7"));
     }

@@ -12,7 +12,6 @@ use inetdiag::{DiagSocket, InetDiagMsg};
 use super::evaluate::{evaluate, Observed};
 use super::file::{self, PolicyError};
 use super::report;
-use crate::exposure::classify;
 use crate::exposure::inventory::{dump_udp_listeners, ListeningSocket, Proto};
 use crate::exposure::process::ProcessNames;
 
@@ -75,14 +74,7 @@ fn dump(socket: &mut DiagSocket, out: &mut Vec<ListeningSocket>) -> Result<(), i
         socket.dump(&request, |payload| {
             if let Ok(msg) = InetDiagMsg::parse(payload) {
                 if msg.state() == inetdiag::TCP_LISTEN {
-                    out.push(ListeningSocket {
-                        proto: Proto::Tcp,
-                        family: msg.family(),
-                        scope: classify(msg.src()),
-                        addr: msg.src(),
-                        port: msg.sport(),
-                        inode: msg.inode(),
-                    });
+                    out.push(ListeningSocket::from_msg(Proto::Tcp, &msg));
                 }
             }
         })?;

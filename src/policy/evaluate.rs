@@ -207,25 +207,12 @@ fn check(rule: &Rule, listeners: &[&Observed]) -> Option<Violation> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::exposure::classify;
     use crate::policy::file::parse;
     use std::path::Path;
 
     pub(crate) fn listener(proto: Proto, addr: &str, port: u16, process: &str) -> Observed {
-        let addr: IpAddr = addr.parse().unwrap();
         Observed {
-            socket: ListeningSocket {
-                proto,
-                family: if addr.is_ipv4() {
-                    inetdiag::AF_INET
-                } else {
-                    inetdiag::AF_INET6
-                },
-                scope: classify(addr),
-                addr,
-                port,
-                inode: 0,
-            },
+            socket: ListeningSocket::bound(proto, addr, port, 0),
             process: Arc::from(process),
         }
     }
