@@ -3,7 +3,7 @@
 use inetdiag::InetDiagMsg;
 
 use crate::archive::Timestamp;
-use crate::collector::PollObserver;
+use crate::poller::PollObserver;
 use crate::eventsocket::{FlowEvent, Publisher, SockId};
 use crate::exclusion::{netblock_ip, AnonymizeMask, ANONYMIZE_DST, ANONYMIZE_SRC};
 use crate::saver::naming::uuid;

@@ -14,11 +14,11 @@ pub mod exclusion;
 #[macro_use]
 pub mod log;
 pub mod cache;
-pub mod collector;
 pub mod exposure;
 pub mod flow_events;
 pub mod listener_events;
 pub mod metrics;
 pub mod policy;
+pub mod poller;
 pub mod saver;
 pub mod stats;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, unbounded};
-use tcp_info::collector::PollObserver;
-use tcp_info::collector::{Collector, CollectorConfig, ShardQueue};
+use inetdiag::DiagSocket;
 use tcp_info::config::{CheckConfig, Config, Invocation};
 use tcp_info::eventsocket::{Publisher, Server as EventServer};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
@@ -21,11 +19,9 @@ use tcp_info::listener_events::ListenerEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
-use tcp_info::saver::{naming, writer, SaverConfig};
+use tcp_info::poller::{PollObserver, Poller, PollerConfig};
+use tcp_info::saver::{self, naming, SaverConfig};
 use tcp_info::stats::Stats;
-
-/// Batches a shard may have queued before the poller holds on to them.
-const SHARD_QUEUE: usize = 16;
 
 fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
@@ -172,23 +168,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         rotation_interval: config.rotation_interval,
     });
 
-    let mut shards = Vec::new();
-    let mut writers = Vec::new();
-    let mut writer_queues = Vec::new();
-    for i in 0..config.writers {
-        let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
-        writer_queues.push(batch_rx.clone());
-        let (recycle_tx, recycle_rx) = unbounded();
-        let (saver, stats) = (Arc::clone(&saver), Arc::clone(&stats));
-        writers.push(
-            thread::Builder::new()
-                .name(format!("writer-{i}"))
-                .spawn(move || writer::run(saver, stats, batch_rx, recycle_tx))
-                .context("starting a writer thread")?,
-        );
-        shards.push(ShardQueue::new(batch_tx, recycle_rx));
-    }
-    metrics.watch_writer_queues(writer_queues);
+    let (shards, writers) = saver::spawn(saver, Arc::clone(&stats), usize::from(config.writers))
+        .context("starting the writer threads")?;
+    metrics.watch_writer_queues(writers.depths());
 
     let mut metrics_observer = MetricsObserver::new(Arc::clone(&metrics), exposure.inventories);
     if let Some(filter) = peer_filter {
@@ -204,40 +186,45 @@ fn run(config: Config) -> anyhow::Result<()> {
         log!("serving connection events on {}", server.path().display());
     }
 
-    let mut collector = Collector::new(
-        CollectorConfig {
+    let socket = DiagSocket::new().context("opening the NETLINK_SOCK_DIAG socket")?;
+    let mut poller = Poller::new(
+        PollerConfig {
             poll_interval: config.poll_interval,
             reps: config.reps,
             stats_interval: config.stats_interval,
         },
+        socket,
         Exclusion::from_config(&config),
         Anonymizer::new(config.anonymize_ip),
         shards,
         observers,
         Arc::clone(&stats),
-    )
-    .context("opening the NETLINK_SOCK_DIAG socket")?;
+    );
     log!(
         "tcp-info polling every {:?}, writing to {} (uuid prefix {uuid_prefix})",
         config.poll_interval,
         config.output.display()
     );
 
-    collector.run(&stop);
-    // Dropping the collector closes the shard queues: the writers drain
-    // what is queued, finish every file and exit.
-    drop(collector);
-    for w in writers {
-        match w.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log!("writer failed: {e}"),
-            Err(_) => log!("writer thread panicked"),
-        }
+    let polled = poller.run(&stop);
+    if let Err(gone) = &polled {
+        log!("{gone}: stopping (its connections can no longer be archived)");
+    }
+    // Dropping the poller closes the shard queues: the writers drain what
+    // is queued, finish every file and exit.
+    drop(poller);
+    let failures = writers.join();
+    for failure in &failures {
+        log!("{failure}");
     }
     if let Some(server) = event_server {
         server.shutdown();
     }
     log!("final {}", stats.summary((0, 0)));
+    polled?;
+    if let Some(first) = failures.into_iter().next() {
+        return Err(first.into());
+    }
     Ok(())
 }
 

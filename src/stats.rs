@@ -27,6 +27,9 @@ pub struct Stats {
     pub files_closed: AtomicU64,
     pub bytes_written: AtomicU64,
     pub netlink_errors: AtomicU64,
+    /// Dumps the kernel flagged as interrupted (`NLM_F_DUMP_INTR`): their
+    /// replies were used, but no connection was closed on their account.
+    pub interrupted_dumps: AtomicU64,
     pub parse_errors: AtomicU64,
     pub open_errors: AtomicU64,
     pub write_errors: AtomicU64,

@@ -13,8 +13,6 @@ pub enum ParseError {
         len: usize,
         have: usize,
     },
-    #[error("attribute at offset {offset}: type {kind} is above the supported maximum")]
-    AttributeTypeTooHigh { offset: usize, kind: u16 },
 }
 
 /// Why a dump failed.

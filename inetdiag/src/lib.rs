@@ -4,6 +4,8 @@
 //! - [`DiagSocket`]: the netlink socket and a receive loop that walks multi-part
 //!   dumps, hands every reply payload to a callback without copying, and
 //!   surfaces `NLMSG_ERROR` as a typed error.
+//! - [`DumpSource`]: the seam "run this dump, hand me each reply", served by
+//!   [`DiagSocket`] and by [`replay::Replay`] (captured datagrams played back).
 //! - [`DiagRecord`] / [`InetDiagMsg`]: bounds-checked, zero-copy views of one
 //!   reply (`struct inet_diag_msg` followed by `rtattr`s).
 //! - [`tcp_info`]: byte offsets of `struct tcp_info` fields.
@@ -16,8 +18,10 @@ mod error;
 mod msg;
 pub mod netlink;
 mod record;
+pub mod replay;
 pub mod request;
 mod socket;
+mod source;
 pub mod tcp_info;
 
 pub use constants::*;
@@ -25,6 +29,7 @@ pub use error::{Error, ParseError};
 pub use msg::{InetDiagMsg, INET_DIAG_MSG_LEN};
 pub use record::{AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
 pub use socket::{DiagSocket, DumpStats};
+pub use source::DumpSource;
 
 /// Byte ranges of the addresses inside `struct inet_diag_msg`, for callers
 /// that rewrite them in a copy (anonymization).

@@ -1,8 +1,10 @@
 use crate::{InetDiagMsg, ParseError, INET_DIAG_MSG_LEN};
 
 /// Highest attribute type a [`DiagRecord`] indexes. The kernel's
-/// `INET_DIAG_MAX` is in the low twenties today; the headroom lets newer
-/// kernels' attributes through untouched.
+/// `INET_DIAG_MAX` is in the low thirties today; the headroom lets newer
+/// kernels' attributes through untouched. An attribute above it is
+/// skipped (and counted in [`DiagRecord::skipped_attributes`]): the rest of
+/// the record is still good.
 pub const MAX_ATTRIBUTE_TYPE: u16 = 63;
 
 /// `NLA_TYPE_MASK`: the top two bits of `rta_type` are flags (nested,
@@ -19,6 +21,8 @@ pub struct DiagRecord<'a> {
     present: u64,
     /// Start and length of each present attribute's payload in `payload`.
     spans: [(u32, u32); MAX_ATTRIBUTE_TYPE as usize + 1],
+    /// Attributes whose type is above [`MAX_ATTRIBUTE_TYPE`].
+    skipped: u16,
 }
 
 impl<'a> DiagRecord<'a> {
@@ -31,14 +35,13 @@ impl<'a> DiagRecord<'a> {
             msg,
             present: 0,
             spans: [(0, 0); MAX_ATTRIBUTE_TYPE as usize + 1],
+            skipped: 0,
         };
         for attr in AttributeIter::new(payload, INET_DIAG_MSG_LEN) {
             let (kind, start, len) = attr?;
             if kind > MAX_ATTRIBUTE_TYPE {
-                return Err(ParseError::AttributeTypeTooHigh {
-                    offset: start - 4,
-                    kind,
-                });
+                record.skipped = record.skipped.saturating_add(1);
+                continue;
             }
             record.present |= 1 << kind;
             record.spans[kind as usize] = (start as u32, len as u32);
@@ -76,6 +79,12 @@ impl<'a> DiagRecord<'a> {
     /// Bit `t` is set when attribute `t` is present.
     pub fn attribute_mask(&self) -> u64 {
         self.present
+    }
+
+    /// Attributes skipped because their type is above
+    /// [`MAX_ATTRIBUTE_TYPE`] (a kernel far newer than this code).
+    pub fn skipped_attributes(&self) -> u16 {
+        self.skipped
     }
 
     /// One more than the highest attribute type present (0 when none): the
@@ -210,6 +219,20 @@ mod tests {
                 have: 2
             })
         ));
+    }
+
+    #[test]
+    fn an_attribute_type_above_the_maximum_is_skipped_and_the_rest_kept() {
+        let buf = record(&[
+            attr(2, &[1, 2, 3, 4]),
+            attr(MAX_ATTRIBUTE_TYPE + 7, &[9; 12]),
+            attr(4, b"bbr\0"),
+        ]);
+        let r = DiagRecord::parse(&buf).expect("the record survives");
+        assert_eq!(r.attribute(2), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(r.attribute(4), Some(&b"bbr\0"[..]));
+        assert_eq!(r.skipped_attributes(), 1);
+        assert_eq!(r.attribute_slots(), 5);
     }
 
     #[test]

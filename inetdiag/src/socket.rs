@@ -4,6 +4,7 @@ use netlink_sys::{Socket, SocketAddr};
 
 use crate::netlink::{walk_datagram, DatagramStats, Progress};
 use crate::request::{DumpRequest, SEQ_OFFSET};
+use crate::source::DumpSource;
 use crate::{Error, NETLINK_SOCK_DIAG};
 
 /// Large enough for any dump datagram: the kernel sizes dump skbs up to the
@@ -12,6 +13,19 @@ const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Totals for one dump.
 pub type DumpStats = DatagramStats;
+
+impl DumpStats {
+    /// These totals, or [`Error::Interrupted`] when the kernel flagged the
+    /// dump (`NLM_F_DUMP_INTR`): for callers that need a consistent view
+    /// and retry rather than use a dump that may have missed sockets.
+    pub fn consistent(self) -> Result<Self, Error> {
+        if self.interrupted {
+            Err(Error::Interrupted)
+        } else {
+            Ok(self)
+        }
+    }
+}
 
 /// A `NETLINK_SOCK_DIAG` socket with its own reusable receive buffer.
 pub struct DiagSocket {
@@ -51,27 +65,21 @@ impl DiagSocket {
     pub fn dump(
         &mut self,
         request: &DumpRequest,
+        on_record: impl FnMut(&[u8]),
+    ) -> Result<DumpStats, Error> {
+        self.dump_datagrams(request, |_| {}, on_record)
+    }
+
+    /// Like [`DiagSocket::dump`], also handing every datagram, whole and
+    /// as received, to `on_datagram` before its records (capturing dumps
+    /// for replay).
+    pub fn dump_datagrams(
+        &mut self,
+        request: &DumpRequest,
+        mut on_datagram: impl FnMut(&[u8]),
         mut on_record: impl FnMut(&[u8]),
     ) -> Result<DumpStats, Error> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let index = match self.requests.iter().position(|(r, _)| r == request) {
-            Some(i) => i,
-            None => {
-                self.requests.push((*request, request.to_bytes(seq)));
-                self.requests.len() - 1
-            }
-        };
-        let bytes = &mut self.requests[index].1;
-        bytes[SEQ_OFFSET..SEQ_OFFSET + 4].copy_from_slice(&seq.to_ne_bytes());
-        loop {
-            match self.socket.send(bytes, 0) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-
+        let seq = self.send(request)?;
         let mut stats = DumpStats::default();
         loop {
             let mut window = &mut self.buffer[..];
@@ -85,6 +93,7 @@ impl DiagSocket {
             if n > self.buffer.len() {
                 return Err(Error::DatagramTruncated { len: n });
             }
+            on_datagram(&self.buffer[..n]);
             let progress = walk_datagram(
                 &self.buffer[..n],
                 seq,
@@ -96,5 +105,37 @@ impl DiagSocket {
                 return Ok(stats);
             }
         }
+    }
+
+    /// Sends `request` under the next sequence number, which it returns.
+    fn send(&mut self, request: &DumpRequest) -> Result<u32, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let index = match self.requests.iter().position(|(r, _)| r == request) {
+            Some(i) => i,
+            None => {
+                self.requests.push((*request, request.to_bytes(seq)));
+                self.requests.len() - 1
+            }
+        };
+        let bytes = &mut self.requests[index].1;
+        bytes[SEQ_OFFSET..SEQ_OFFSET + 4].copy_from_slice(&seq.to_ne_bytes());
+        loop {
+            match self.socket.send(bytes, 0) {
+                Ok(_) => return Ok(seq),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl DumpSource for DiagSocket {
+    fn dump(
+        &mut self,
+        request: &DumpRequest,
+        on_record: impl FnMut(&[u8]),
+    ) -> Result<DumpStats, Error> {
+        DiagSocket::dump(self, request, on_record)
     }
 }

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
@@ -14,7 +13,7 @@ use super::PollState;
 use crate::eventsocket::Publisher;
 use crate::exposure::inventory::{family_label, remote_scope_label};
 use crate::exposure::SummaryCell;
-use crate::saver::Batch;
+use crate::saver::QueueDepths;
 use crate::stats::Stats;
 
 /// Counters and gauges over [`Stats`] and [`PollState`].
@@ -158,13 +157,13 @@ impl Collector for StatsCollector {
 
 /// Batches waiting in each writer shard's queue.
 pub(crate) struct QueueCollector {
-    queues: Vec<Receiver<Batch>>,
+    queues: Arc<QueueDepths>,
     depth: FamilyDef,
     capacity: FamilyDef,
 }
 
 impl QueueCollector {
-    pub fn new(queues: Vec<Receiver<Batch>>) -> Self {
+    pub fn new(queues: Arc<QueueDepths>) -> Self {
         Self {
             queues,
             depth: FamilyDef::gauge(
@@ -187,19 +186,20 @@ impl Collector for QueueCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let shards: Vec<String> = (0..self.queues.len()).map(|i| i.to_string()).collect();
+        let queues: Vec<(usize, usize)> = self.queues.read().collect();
+        let shards: Vec<String> = (0..queues.len()).map(|i| i.to_string()).collect();
         vec![
             self.depth.family(
-                self.queues
+                queues
                     .iter()
                     .zip(&shards)
-                    .map(|(q, s)| ([s.as_str()], q.len() as f64)),
+                    .map(|((depth, _), s)| ([s.as_str()], *depth as f64)),
             ),
             self.capacity.family(
-                self.queues
+                queues
                     .iter()
                     .zip(&shards)
-                    .map(|(q, s)| ([s.as_str()], q.capacity().unwrap_or(0) as f64)),
+                    .map(|((_, capacity), s)| ([s.as_str()], *capacity as f64)),
             ),
         ]
     }

@@ -6,7 +6,7 @@
 //! counters are read from [`Stats`] atomics, and the exposure gauges render
 //! the summary the exposure worker last published.
 //!
-//! - [`observer`]: the [`crate::collector::PollObserver`] that feeds them.
+//! - [`observer`]: the [`crate::poller::PollObserver`] that feeds them.
 //! - [`collectors`]: scrape-time collectors over atomics and the summary.
 //! - [`rates`]: per-second send/receive rates from tcp_info byte counters.
 //! - [`policy`]: the listener policy's gauges (with `-listen-policy`).
@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crossbeam_channel::Receiver;
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -37,7 +36,7 @@ use crate::eventsocket::Publisher;
 use crate::exposure::remote::RemoteCell;
 use crate::exposure::SummaryCell;
 use crate::policy::ActivePolicy;
-use crate::saver::Batch;
+use crate::saver::QueueDepths;
 use crate::stats::Stats;
 
 pub use observer::MetricsObserver;
@@ -205,7 +204,7 @@ impl Metrics {
     }
 
     /// Exports the depth of each writer shard's queue, read at scrape time.
-    pub fn watch_writer_queues(&self, queues: Vec<Receiver<Batch>>) {
+    pub fn watch_writer_queues(&self, queues: Arc<QueueDepths>) {
         self.registry
             .register(Box::new(collectors::QueueCollector::new(queues)))
             .expect("registered once");

@@ -14,7 +14,7 @@ use prometheus::{Histogram, IntCounter};
 use super::rates::RateTracker;
 use super::Metrics;
 use crate::cache::{Cache, Entry};
-use crate::collector::{DumpReport, PollObserver};
+use crate::poller::{DumpReport, PollObserver};
 use crate::exclusion::AnonymizeMask;
 use crate::exposure::cidr::PeerFilter;
 use crate::exposure::inventory::family_label;

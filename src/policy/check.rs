@@ -71,13 +71,15 @@ fn dump(socket: &mut DiagSocket, out: &mut Vec<ListeningSocket>) -> Result<(), i
             states: 1 << inetdiag::TCP_LISTEN,
             extensions: 0,
         };
-        socket.dump(&request, |payload| {
-            if let Ok(msg) = InetDiagMsg::parse(payload) {
-                if msg.state() == inetdiag::TCP_LISTEN {
-                    out.push(ListeningSocket::from_msg(Proto::Tcp, &msg));
+        socket
+            .dump(&request, |payload| {
+                if let Ok(msg) = InetDiagMsg::parse(payload) {
+                    if msg.state() == inetdiag::TCP_LISTEN {
+                        out.push(ListeningSocket::from_msg(Proto::Tcp, &msg));
+                    }
                 }
-            }
-        })?;
+            })?
+            .consistent()?;
     }
     dump_udp_listeners(socket, out)
 }

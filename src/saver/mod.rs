@@ -1,8 +1,85 @@
-//! The saver: writer shards that own the archive files.
+//! The saver: writer shards that own the archive files. The poller hands
+//! each shard one [`Batch`] per cycle through its [`ShardQueue`]; a shard
+//! ([`shard::ShardWriter`]) turns snapshots into JSON lines, compresses them
+//! into zstd frames and appends them to the connections' segment files.
 
 pub mod batch;
 pub mod naming;
-pub mod writer;
+mod queue;
+pub mod shard;
+
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{bounded, unbounded};
 
 pub use batch::{Batch, Item, ItemKind};
-pub use writer::SaverConfig;
+pub use queue::{QueueDepths, ShardGone, ShardQueue};
+pub use shard::SaverConfig;
+
+use crate::stats::Stats;
+
+/// Batches a shard may have queued before the poller holds on to them.
+pub const SHARD_QUEUE: usize = 16;
+
+/// The running writer shards.
+pub struct Saver {
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    depths: Arc<QueueDepths>,
+}
+
+/// Starts `shards` writer threads; returns their queues (for the poller)
+/// and the handle that waits for them.
+pub fn spawn(
+    config: Arc<SaverConfig>,
+    stats: Arc<Stats>,
+    shards: usize,
+) -> io::Result<(Vec<ShardQueue>, Saver)> {
+    let depths = QueueDepths::new(shards, SHARD_QUEUE);
+    let mut queues = Vec::with_capacity(shards);
+    let mut threads = Vec::with_capacity(shards);
+    for i in 0..shards {
+        let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
+        let (recycle_tx, recycle_rx) = unbounded();
+        let (config, stats, shard_depths) =
+            (Arc::clone(&config), Arc::clone(&stats), Arc::clone(&depths));
+        threads.push(
+            thread::Builder::new()
+                .name(format!("writer-{i}"))
+                .spawn(move || shard::run(i, config, stats, batch_rx, recycle_tx, shard_depths))?,
+        );
+        queues.push(ShardQueue::new(i, batch_tx, recycle_rx, Arc::clone(&depths)));
+    }
+    Ok((queues, Saver { threads, depths }))
+}
+
+/// How a writer shard ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardFailure {
+    #[error("writer shard {shard} failed: {error}")]
+    Failed { shard: usize, error: io::Error },
+    #[error("writer shard {shard} panicked")]
+    Panicked { shard: usize },
+}
+
+impl Saver {
+    /// Queue depths for /metrics.
+    pub fn depths(&self) -> Arc<QueueDepths> {
+        Arc::clone(&self.depths)
+    }
+
+    /// Waits for every shard to finish its files (the poller has dropped
+    /// its queues); returns the shards that failed.
+    pub fn join(self) -> Vec<ShardFailure> {
+        let mut failures = Vec::new();
+        for (shard, thread) in self.threads.into_iter().enumerate() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failures.push(ShardFailure::Failed { shard, error }),
+                Err(_) => failures.push(ShardFailure::Panicked { shard }),
+            }
+        }
+        failures
+    }
+}

@@ -1,4 +1,4 @@
-//! A writer shard: owns the files of the connections whose cookie maps to
+//! One writer shard: owns the files of the connections whose cookie maps to
 //! it, turns snapshots into JSON lines in per-connection buffers, and
 //! compresses each buffer into one complete zstd frame appended to the file
 //! at least every flush interval, at rotation and at close. One compressor
@@ -17,6 +17,7 @@ use inetdiag::{DiagRecord, INET_DIAG_MSG_LEN};
 
 use super::batch::{Batch, Item, ItemKind};
 use super::naming::{segment_path, uuid};
+use super::QueueDepths;
 use crate::archive::{self, Metadata, Timestamp};
 use crate::exclusion::{netblock_in_place, AnonymizeMask};
 use crate::log::RateLimit;
@@ -44,7 +45,8 @@ pub struct SaverConfig {
     pub rotation_interval: Duration,
 }
 
-struct Connection {
+/// A connection's current segment: its file and the lines not yet in it.
+struct ConnectionFile {
     uuid: String,
     start_ms: i64,
     sequence: u32,
@@ -62,13 +64,15 @@ struct Connection {
     queued: bool,
 }
 
-pub struct Writer {
+pub struct ShardWriter {
     config: Arc<SaverConfig>,
     stats: Arc<Stats>,
-    connections: AHashMap<u64, Connection>,
-    /// Closed connections whose file could not be created yet (out of
-    /// descriptors): retried every tick until written or over the limit.
-    orphans: Vec<Connection>,
+    connections: AHashMap<u64, ConnectionFile>,
+    /// Closed connections whose last lines could not be written yet (no
+    /// descriptor for the file, or a failed write): retried every tick.
+    /// Each keeps its file open until its lines are in: a file is closed
+    /// once and never opened again.
+    orphans: Vec<ConnectionFile>,
     flush_queue: VecDeque<(Instant, u64)>,
     compressor: zstd::bulk::Compressor<'static>,
     frame: Vec<u8>,
@@ -78,19 +82,22 @@ pub struct Writer {
     last_dir: Option<PathBuf>,
 }
 
-/// Runs a shard until `batches` is closed, then finishes every file.
+/// Runs shard `shard` until `batches` is closed, then finishes every file.
 pub fn run(
+    shard: usize,
     config: Arc<SaverConfig>,
     stats: Arc<Stats>,
     batches: Receiver<Batch>,
     recycle: Sender<Batch>,
+    depths: Arc<QueueDepths>,
 ) -> io::Result<()> {
-    let mut writer = Writer::new(config, stats)?;
+    let mut writer = ShardWriter::new(config, stats)?;
     let tick = (writer.config.flush_interval / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
     loop {
         match batches.recv_timeout(tick) {
             Ok(mut batch) => {
+                depths.set(shard, batches.len());
                 writer.apply(&batch);
                 batch.clear();
                 // The poller may have gone: then the buffer is simply freed.
@@ -105,7 +112,7 @@ pub fn run(
     Ok(())
 }
 
-impl Writer {
+impl ShardWriter {
     pub fn new(config: Arc<SaverConfig>, stats: Arc<Stats>) -> io::Result<Self> {
         Ok(Self {
             config,
@@ -136,7 +143,7 @@ impl Writer {
 
     fn open(&mut self, cookie: u64, start_ms: i64, anonymize: AnonymizeMask) {
         let start = Timestamp::from_unix_millis(start_ms);
-        let mut conn = Connection {
+        let mut conn = ConnectionFile {
             uuid: uuid(&self.config.uuid_prefix, cookie),
             start_ms,
             sequence: 0,
@@ -156,7 +163,7 @@ impl Writer {
     /// Queues the segment's metadata line. The file itself is created at
     /// the first flush, so that it never exists without a complete frame
     /// (a 0-byte file left by a crash is rejected by the ETL).
-    fn begin_segment(&mut self, conn: &mut Connection) {
+    fn begin_segment(&mut self, conn: &mut ConnectionFile) {
         archive::write_metadata_line(
             &mut conn.pending,
             &Metadata {
@@ -167,7 +174,7 @@ impl Writer {
         );
     }
 
-    fn open_file(&mut self, conn: &mut Connection) {
+    fn open_file(&mut self, conn: &mut ConnectionFile) {
         let path = segment_path(&self.config.output, conn.date, &conn.uuid, conn.sequence);
         match self.create(&path) {
             Ok(file) => {
@@ -201,8 +208,11 @@ impl Writer {
         };
         if item.timestamp_ms >= conn.rotate_at_ms {
             self.flush(&mut conn);
-            self.finish_file(&mut conn);
-            if conn.file.is_none() && conn.pending.is_empty() {
+            // The segment ends only once everything it holds is in its
+            // file; until then it stays open (and this line joins it), so
+            // a failed flush never leaves lines behind for a closed file.
+            if conn.pending.is_empty() {
+                self.finish_file(&mut conn);
                 conn.sequence += 1;
                 conn.date = Timestamp::from_unix_millis(item.timestamp_ms).utc_date();
                 conn.rotate_at_ms = item
@@ -274,12 +284,14 @@ impl Writer {
         }
     }
 
-    /// Writes what is pending and closes the file; a connection whose file
-    /// cannot be created now waits among the orphans.
-    fn finish_connection(&mut self, mut conn: Connection) {
+    /// Writes what is pending and closes the file; a connection whose lines
+    /// cannot be written now waits among the orphans, its file (if it has
+    /// one) still open.
+    fn finish_connection(&mut self, mut conn: ConnectionFile) {
         self.flush(&mut conn);
-        self.finish_file(&mut conn);
-        if !conn.pending.is_empty() {
+        if conn.pending.is_empty() {
+            self.finish_file(&mut conn);
+        } else {
             self.orphans.push(conn);
         }
     }
@@ -290,15 +302,14 @@ impl Writer {
         let orphans = std::mem::take(&mut self.orphans);
         for mut conn in orphans {
             self.flush(&mut conn);
-            self.finish_file(&mut conn);
-            if conn.pending.is_empty() {
+            if !conn.pending.is_empty() && !last_chance {
+                self.orphans.push(conn);
                 continue;
             }
-            if last_chance {
-                self.drop_pending(&mut conn, "its file could not be created before shutdown");
-            } else {
-                self.orphans.push(conn);
+            if !conn.pending.is_empty() {
+                self.drop_pending(&mut conn, "its file could not be written before shutdown");
             }
+            self.finish_file(&mut conn);
         }
     }
 
@@ -328,7 +339,7 @@ impl Writer {
     }
 
     /// Compresses the pending lines into one complete frame and appends it.
-    fn flush(&mut self, conn: &mut Connection) {
+    fn flush(&mut self, conn: &mut ConnectionFile) {
         if conn.pending.is_empty() {
             return;
         }
@@ -370,13 +381,13 @@ impl Writer {
         }
     }
 
-    fn finish_file(&mut self, conn: &mut Connection) {
+    fn finish_file(&mut self, conn: &mut ConnectionFile) {
         if conn.file.take().is_some() {
             add(&self.stats.files_closed, 1);
         }
     }
 
-    fn drop_pending(&mut self, conn: &mut Connection, why: &str) {
+    fn drop_pending(&mut self, conn: &mut ConnectionFile, why: &str) {
         add(&self.stats.dropped, conn.pending_snapshots);
         log_limited!(
             DROPS,
@@ -391,7 +402,7 @@ impl Writer {
     /// Flushes and closes every file (shutdown). Connections holding a file
     /// go first: closing them frees descriptors for those still without one.
     pub fn finish(&mut self) {
-        let mut connections: Vec<Connection> = self.connections.drain().map(|(_, c)| c).collect();
+        let mut connections: Vec<ConnectionFile> = self.connections.drain().map(|(_, c)| c).collect();
         connections.sort_by_key(|c| c.file.is_none());
         for conn in connections {
             self.finish_connection(conn);

@@ -1,31 +1,28 @@
-//! The polling loop: dump every TCP socket (IPv4 and IPv6 in one dump) every
+//! The poller: dump every TCP socket (IPv4 and IPv6 in one dump) every
 //! poll interval, file each reply in the cache, and hand the connections that
 //! opened, changed or closed to the writer shards — without blocking on them.
+//! The kernel is reached through [`DumpSource`]: the netlink socket in the
+//! agent, a replay of captured datagrams in tests.
 
-use std::mem;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use inetdiag::request::DumpRequest;
-use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
+use inetdiag::{DiagRecord, DiagSocket, DumpSource, InetDiagMsg};
 
 use crate::cache::{Cache, Entry, Update};
 use crate::exclusion::{AnonymizeMask, Anonymizer, Exclusion};
 use crate::log::RateLimit;
-use crate::saver::Batch;
+use crate::saver::{ShardGone, ShardQueue};
 use crate::stats::{add, Stats};
 
-/// A shard's pending batch is sent with a blocking send once it holds this
-/// much: the writers are far behind, and memory must stay bounded.
-const MAX_PENDING_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// How often the host's own addresses are re-read for anonymization.
 const LOCAL_ADDRESS_REFRESH: Duration = Duration::from_secs(10);
 
 static DUMP_ERRORS: RateLimit = RateLimit::new(10_000);
+static INTERRUPTED_DUMPS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
-static WRITERS_BEHIND: RateLimit = RateLimit::new(10_000);
 
 /// Hooks for whoever else wants to know what the poller sees (event socket,
 /// metrics). Called on the polling thread: implementations must not block.
@@ -63,67 +60,11 @@ pub struct DumpReport {
     pub ipv6: usize,
 }
 
-pub struct CollectorConfig {
+pub struct PollerConfig {
     pub poll_interval: Duration,
     /// Cycles to run; 0 = until stopped.
     pub reps: u64,
     pub stats_interval: Duration,
-}
-
-/// One writer shard as the poller sees it.
-pub struct ShardQueue {
-    pub batches: Sender<Batch>,
-    pub recycled: Receiver<Batch>,
-    pending: Batch,
-}
-
-impl ShardQueue {
-    pub fn new(batches: Sender<Batch>, recycled: Receiver<Batch>) -> Self {
-        Self {
-            batches,
-            recycled,
-            pending: Batch::default(),
-        }
-    }
-
-    /// Hands the pending batch over if the shard has room; otherwise keeps
-    /// accumulating (or, past a memory bound, waits).
-    fn dispatch(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let batch = mem::take(&mut self.pending);
-        let batch = match self.batches.try_send(batch) {
-            Ok(()) => None,
-            Err(TrySendError::Full(batch)) if batch.bytes.len() < MAX_PENDING_BATCH_BYTES => {
-                log_limited!(
-                    WRITERS_BEHIND,
-                    "writers are behind; holding {} snapshots for the next cycle",
-                    batch.snapshot_count()
-                );
-                Some(batch)
-            }
-            Err(TrySendError::Full(batch)) => {
-                log_limited!(
-                    WRITERS_BEHIND,
-                    "writers are far behind; polling waits for them"
-                );
-                self.batches.send(batch).err().map(|e| e.into_inner())
-            }
-            Err(TrySendError::Disconnected(batch)) => Some(batch),
-        };
-        match batch {
-            Some(kept) => self.pending = kept,
-            None => self.pending = self.recycled.try_recv().unwrap_or_default(),
-        }
-    }
-
-    /// Sends whatever is pending, waiting if needed (shutdown).
-    fn drain(&mut self) {
-        if !self.pending.is_empty() {
-            let _ = self.batches.send(mem::take(&mut self.pending));
-        }
-    }
 }
 
 /// Everything the per-reply handler touches, apart from the socket.
@@ -139,10 +80,11 @@ struct Poll {
     family_counts: [usize; 2],
 }
 
-pub struct Collector {
-    socket: DiagSocket,
+/// The polling loop over a [`DumpSource`] (the kernel by default).
+pub struct Poller<S: DumpSource = DiagSocket> {
+    source: S,
     poll: Poll,
-    config: CollectorConfig,
+    config: PollerConfig,
     /// The dumps of one cycle: one for every family, or (on a kernel that
     /// refuses it) IPv6 then IPv4.
     requests: Vec<DumpRequest>,
@@ -177,18 +119,19 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl Collector {
+impl<S: DumpSource> Poller<S> {
     pub fn new(
-        config: CollectorConfig,
+        config: PollerConfig,
+        source: S,
         exclusion: Exclusion,
         anonymizer: Anonymizer,
         shards: Vec<ShardQueue>,
         observers: Vec<Box<dyn PollObserver>>,
         stats: Arc<Stats>,
-    ) -> Result<Self, inetdiag::Error> {
+    ) -> Self {
         assert!(!shards.is_empty(), "at least one writer shard");
-        Ok(Self {
-            socket: DiagSocket::new()?,
+        Self {
+            source,
             poll: Poll {
                 cache: Cache::new(),
                 exclusion,
@@ -202,12 +145,18 @@ impl Collector {
             config,
             requests: vec![ALL_FAMILIES],
             all_families_worked: false,
-        })
+        }
+    }
+
+    /// The dump source (a replay's record of requests, in tests).
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
     /// Polls until `stop` is set or `reps` cycles ran, then hands every
-    /// pending batch to the writers. Returns the number of cycles run.
-    pub fn run(&mut self, stop: &AtomicBool) -> u64 {
+    /// pending batch to the writers. Returns the number of cycles run, or
+    /// the writer shard that stopped: the agent cannot go on without it.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<u64, ShardGone> {
         let interval = self.config.poll_interval;
         let mut next = Instant::now();
         let mut last_start: Option<Instant> = None;
@@ -243,7 +192,7 @@ impl Collector {
                 add(&self.poll.stats.poll_interval_us, d.as_micros() as u64);
             }
 
-            self.cycle(since_last);
+            self.cycle(since_last)?;
             cycles += 1;
 
             if start >= next_refresh {
@@ -257,12 +206,15 @@ impl Collector {
             }
         }
         for shard in &mut self.poll.shards {
-            shard.drain();
+            shard.drain()?;
         }
-        cycles
+        Ok(cycles)
     }
 
-    fn cycle(&mut self, since_last: Option<Duration>) {
+    /// One poll: every dump of the cycle, then (only when every dump was
+    /// complete and consistent) the closes, then the hand-over to the
+    /// writers.
+    fn cycle(&mut self, since_last: Option<Duration>) -> Result<(), ShardGone> {
         let poll = &mut self.poll;
         poll.cache.begin_cycle();
         let mut complete = true;
@@ -272,11 +224,21 @@ impl Collector {
             poll.timestamp_ms = now_ms();
             poll.family_counts = [0; 2];
             let started = Instant::now();
-            let result = self.socket.dump(&request, |payload| poll.handle(payload));
+            let result = self.source.dump(&request, |payload| poll.handle(payload));
             let elapsed = started.elapsed();
             match result {
                 Ok(dump) => {
                     self.all_families_worked |= request.is_all_families();
+                    // The socket table changed under the dump: its replies
+                    // are genuine, but a live socket may be missing.
+                    if dump.interrupted {
+                        complete = false;
+                        add(&poll.stats.interrupted_dumps, 1);
+                        log_limited!(
+                            INTERRUPTED_DUMPS,
+                            "the kernel interrupted a dump (NLM_F_DUMP_INTR); no connection is closed this cycle"
+                        );
+                    }
                     add(&poll.stats.records, dump.records as u64);
                     let [ipv4, ipv6] = poll.family_counts;
                     let report = DumpReport {
@@ -315,7 +277,7 @@ impl Collector {
                 }
             }
         }
-        // Only a complete cycle proves a connection gone.
+        // Only a complete, consistent cycle proves a connection gone.
         if complete {
             let timestamp_ms = now_ms();
             let Poll {
@@ -332,7 +294,7 @@ impl Collector {
                 if entry.excluded {
                     return;
                 }
-                let shard = (cookie % shards.len() as u64) as usize;
+                let shard = shard_of(cookie, shards.len());
                 shards[shard].pending.close(cookie, timestamp_ms);
                 for o in observers.iter_mut() {
                     o.connection_closed(cookie, timestamp_ms);
@@ -342,12 +304,18 @@ impl Collector {
         }
         add(&poll.stats.polls, 1);
         for shard in &mut poll.shards {
-            shard.dispatch();
+            shard.dispatch()?;
         }
         for o in &mut poll.observers {
             o.cycle_finished(since_last, &poll.cache);
         }
+        Ok(())
     }
+}
+
+/// The writer shard that owns connection `cookie`.
+fn shard_of(cookie: u64, shards: usize) -> usize {
+    (cookie % shards as u64) as usize
 }
 
 impl Poll {
@@ -364,7 +332,7 @@ impl Poll {
         self.family_counts[usize::from(record.msg().family() == inetdiag::AF_INET6)] += 1;
         let (update, entry) = self.cache.update(&record);
         let cookie = record.msg().cookie();
-        let shard = (cookie % self.shards.len() as u64) as usize;
+        let shard = shard_of(cookie, self.shards.len());
         match update {
             Update::Unchanged => return,
             Update::New => {

@@ -1,0 +1,142 @@
+//! The poller's end of a writer shard: a bounded queue of batches, the
+//! batch being filled this cycle, and the spent batches coming back for
+//! reuse. Nothing else holds a receiver of the queue, so a shard whose
+//! thread ends (a return, a panic) disconnects it and the poller learns
+//! of it at its next hand-over instead of waiting on a queue no one reads.
+
+use std::mem;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::Batch;
+use crate::log::RateLimit;
+
+/// A shard's pending batch is sent with a blocking send once it holds this
+/// much: the writers are far behind, and memory must stay bounded.
+const MAX_PENDING_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+static WRITERS_BEHIND: RateLimit = RateLimit::new(10_000);
+
+/// The writer shard behind this queue has ended: its thread returned or
+/// panicked. The agent cannot archive that shard's connections any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("writer shard {shard} has stopped")]
+pub struct ShardGone {
+    pub shard: usize,
+}
+
+/// Batches waiting in each shard's queue, for /metrics: kept by the two
+/// ends of the queues so that no reader needs a queue handle of its own.
+#[derive(Debug)]
+pub struct QueueDepths {
+    depth: Box<[AtomicUsize]>,
+    capacity: usize,
+}
+
+impl QueueDepths {
+    pub fn new(shards: usize, capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            depth: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            capacity,
+        })
+    }
+
+    pub(super) fn set(&self, shard: usize, depth: usize) {
+        self.depth[shard].store(depth, Relaxed);
+    }
+
+    /// `(queued batches, capacity)` of every shard, in shard order.
+    pub fn read(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.depth
+            .iter()
+            .map(move |d| (d.load(Relaxed), self.capacity))
+    }
+}
+
+/// One writer shard as the poller sees it.
+pub struct ShardQueue {
+    shard: usize,
+    batches: Sender<Batch>,
+    recycled: Receiver<Batch>,
+    depths: Arc<QueueDepths>,
+    /// What this cycle adds for the shard.
+    pub pending: Batch,
+}
+
+impl ShardQueue {
+    pub fn new(
+        shard: usize,
+        batches: Sender<Batch>,
+        recycled: Receiver<Batch>,
+        depths: Arc<QueueDepths>,
+    ) -> Self {
+        Self {
+            shard,
+            batches,
+            recycled,
+            depths,
+            pending: Batch::default(),
+        }
+    }
+
+    /// Hands the pending batch over if the shard has room; otherwise keeps
+    /// accumulating (or, past a memory bound, waits).
+    pub fn dispatch(&mut self) -> Result<(), ShardGone> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = mem::take(&mut self.pending);
+        let kept = match self.batches.try_send(batch) {
+            Ok(()) => None,
+            Err(TrySendError::Full(batch)) if batch.bytes.len() < MAX_PENDING_BATCH_BYTES => {
+                log_limited!(
+                    WRITERS_BEHIND,
+                    "writers are behind; holding {} snapshots for the next cycle",
+                    batch.snapshot_count()
+                );
+                Some(batch)
+            }
+            Err(TrySendError::Full(batch)) => {
+                log_limited!(
+                    WRITERS_BEHIND,
+                    "writers are far behind; polling waits for them"
+                );
+                if let Err(e) = self.batches.send(batch) {
+                    self.pending = e.into_inner();
+                    return Err(self.gone());
+                }
+                None
+            }
+            Err(TrySendError::Disconnected(batch)) => {
+                self.pending = batch;
+                return Err(self.gone());
+            }
+        };
+        self.depths.set(self.shard, self.batches.len());
+        match kept {
+            Some(batch) => self.pending = batch,
+            None => self.pending = self.recycled.try_recv().unwrap_or_default(),
+        }
+        Ok(())
+    }
+
+    /// Sends whatever is pending, waiting for room (shutdown).
+    pub fn drain(&mut self) -> Result<(), ShardGone> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.batches.send(mem::take(&mut self.pending)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.pending = e.into_inner();
+                Err(self.gone())
+            }
+        }
+    }
+
+    fn gone(&self) -> ShardGone {
+        ShardGone { shard: self.shard }
+    }
+}
