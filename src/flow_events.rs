@@ -3,9 +3,9 @@
 use inetdiag::InetDiagMsg;
 
 use crate::archive::Timestamp;
-use crate::poller::PollObserver;
 use crate::eventsocket::{FlowEvent, Publisher, SockId};
 use crate::exclusion::{netblock_ip, AnonymizeMask, ANONYMIZE_DST, ANONYMIZE_SRC};
+use crate::poller::PollObserver;
 use crate::saver::naming::uuid;
 
 pub struct FlowEventObserver {

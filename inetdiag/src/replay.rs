@@ -14,8 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 
 use crate::netlink::{
-    walk_datagram, DatagramStats, Progress, NLMSG_DONE, NLMSG_HDRLEN, NLM_F_DUMP_INTR,
-    NLM_F_MULTI,
+    walk_datagram, DatagramStats, Progress, NLMSG_DONE, NLMSG_HDRLEN, NLM_F_DUMP_INTR, NLM_F_MULTI,
 };
 use crate::request::DumpRequest;
 use crate::source::DumpSource;
@@ -27,7 +26,10 @@ pub const CAPTURE_MAGIC: &[u8; 8] = b"NLDIAG01";
 /// Why a capture file cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureError {
-    #[error("not a capture file (no {:?} magic)", String::from_utf8_lossy(CAPTURE_MAGIC))]
+    #[error(
+        "not a capture file (no {:?} magic)",
+        String::from_utf8_lossy(CAPTURE_MAGIC)
+    )]
     Magic,
     #[error("datagram at byte {offset}: length {len} runs past the end ({have} bytes left)")]
     Truncated {
@@ -61,14 +63,29 @@ impl CapturedDump {
     /// One datagram holding `records` (reply payloads) and `NLMSG_DONE`,
     /// laid out as the kernel lays out an all-families dump.
     pub fn from_records<R: AsRef<[u8]>>(records: impl IntoIterator<Item = R>) -> Self {
-        let mut datagram = Vec::new();
+        Self::from_records_in(records, usize::MAX)
+    }
+
+    /// Like [`CapturedDump::from_records`], at most `per_datagram` records
+    /// to a datagram (a multi-part dump), `NLMSG_DONE` in the last.
+    pub fn from_records_in<R: AsRef<[u8]>>(
+        records: impl IntoIterator<Item = R>,
+        per_datagram: usize,
+    ) -> Self {
+        let mut datagrams = vec![Vec::new()];
+        let mut in_datagram = 0;
         for record in records {
-            push_message(&mut datagram, TCPDIAG_GETSOCK, NLM_F_MULTI, record.as_ref());
+            if in_datagram == per_datagram.max(1) {
+                datagrams.push(Vec::new());
+                in_datagram = 0;
+            }
+            let datagram = datagrams.last_mut().expect("never empty");
+            push_message(datagram, TCPDIAG_GETSOCK, NLM_F_MULTI, record.as_ref());
+            in_datagram += 1;
         }
-        push_message(&mut datagram, NLMSG_DONE, NLM_F_MULTI, &0i32.to_ne_bytes());
-        Self {
-            datagrams: vec![datagram],
-        }
+        let last = datagrams.last_mut().expect("never empty");
+        push_message(last, NLMSG_DONE, NLM_F_MULTI, &0i32.to_ne_bytes());
+        Self { datagrams }
     }
 
     /// Every reply payload, in order.
@@ -123,7 +140,9 @@ pub fn write_datagram(out: &mut impl io::Write, datagram: &[u8]) -> io::Result<(
 
 /// Splits a capture file into its dumps.
 pub fn read_capture(bytes: &[u8]) -> Result<Vec<CapturedDump>, CaptureError> {
-    let mut rest = bytes.strip_prefix(CAPTURE_MAGIC).ok_or(CaptureError::Magic)?;
+    let mut rest = bytes
+        .strip_prefix(CAPTURE_MAGIC)
+        .ok_or(CaptureError::Magic)?;
     let mut offset = CAPTURE_MAGIC.len();
     let mut dumps = Vec::new();
     let mut current = CapturedDump::default();

@@ -6,7 +6,10 @@ use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DumpSource, Error, AF_INET, AF_INET6, AF_UNSPEC};
 
 fn story() -> Vec<CapturedDump> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/netlink/story.dumps");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/netlink/story.dumps"
+    );
     read_capture(&std::fs::read(path).expect("captured story")).expect("a valid capture")
 }
 
@@ -23,7 +26,9 @@ fn request(family: u8) -> DumpRequest {
 fn replay(replay: &mut Replay, family: u8) -> Result<Vec<(u8, u16, u16)>, Error> {
     let mut seen = Vec::new();
     replay.dump(&request(family), |payload| {
-        let msg = DiagRecord::parse(payload).expect("kernel bytes parse").msg();
+        let msg = DiagRecord::parse(payload)
+            .expect("kernel bytes parse")
+            .msg();
         seen.push((msg.family(), msg.sport(), msg.dport()));
     })?;
     Ok(seen)
@@ -82,7 +87,9 @@ fn refusals_break_offs_and_an_empty_script_are_errors() {
     ]);
     assert!(matches!(
         replay(&mut source, AF_UNSPEC),
-        Err(Error::Kernel { errno: libc::EINVAL })
+        Err(Error::Kernel {
+            errno: libc::EINVAL
+        })
     ));
     match replay(&mut source, AF_UNSPEC) {
         Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS)),
@@ -106,7 +113,10 @@ fn rebuilt_and_interrupted_dumps_keep_their_records() {
 #[test]
 fn damaged_capture_files_are_one_clear_error() {
     assert_eq!(read_capture(b"nope"), Err(CaptureError::Magic));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/netlink/story.dumps");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/netlink/story.dumps"
+    );
     let bytes = std::fs::read(path).unwrap();
     let cut = &bytes[..bytes.len() - 3];
     assert!(matches!(

@@ -14,11 +14,11 @@ use prometheus::{Histogram, IntCounter};
 use super::rates::RateTracker;
 use super::Metrics;
 use crate::cache::{Cache, Entry};
-use crate::poller::{DumpReport, PollObserver};
 use crate::exclusion::AnonymizeMask;
 use crate::exposure::cidr::PeerFilter;
 use crate::exposure::inventory::family_label;
 use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
+use crate::poller::{DumpReport, PollObserver};
 
 pub struct MetricsObserver {
     metrics: Arc<Metrics>,

@@ -49,7 +49,12 @@ pub fn spawn(
                 .name(format!("writer-{i}"))
                 .spawn(move || shard::run(i, config, stats, batch_rx, recycle_tx, shard_depths))?,
         );
-        queues.push(ShardQueue::new(i, batch_tx, recycle_rx, Arc::clone(&depths)));
+        queues.push(ShardQueue::new(
+            i,
+            batch_tx,
+            recycle_rx,
+            Arc::clone(&depths),
+        ));
     }
     Ok((queues, Saver { threads, depths }))
 }
@@ -83,3 +88,6 @@ impl Saver {
         failures
     }
 }
+
+#[cfg(test)]
+mod tests;

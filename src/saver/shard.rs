@@ -402,7 +402,8 @@ impl ShardWriter {
     /// Flushes and closes every file (shutdown). Connections holding a file
     /// go first: closing them frees descriptors for those still without one.
     pub fn finish(&mut self) {
-        let mut connections: Vec<ConnectionFile> = self.connections.drain().map(|(_, c)| c).collect();
+        let mut connections: Vec<ConnectionFile> =
+            self.connections.drain().map(|(_, c)| c).collect();
         connections.sort_by_key(|c| c.file.is_none());
         for conn in connections {
             self.finish_connection(conn);

@@ -363,3 +363,6 @@ impl Poll {
         add(&self.stats.queued, 1);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,447 @@
+//! The poller on dumps captured from a real kernel and played back
+//! (`testdata/netlink/story.dumps`; see inetdiag's `capture_dumps` example
+//! for the story): no root, no live socket table.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use inetdiag::replay::{read_capture, CapturedDump, Replay, Reply};
+use inetdiag::{DiagRecord, AF_INET, AF_INET6, AF_UNSPEC};
+
+use super::{Poller, PollerConfig};
+use crate::config::Anonymization;
+use crate::exclusion::{Anonymizer, Exclusion};
+use crate::saver::{Batch, ItemKind, QueueDepths, ShardGone, ShardQueue};
+use crate::stats::Stats;
+
+fn story() -> Vec<CapturedDump> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/netlink/story.dumps");
+    read_capture(&std::fs::read(path).expect("captured story")).expect("a valid capture")
+}
+
+/// A connection end in the story, by its local and remote port.
+type Ends = (u16, u16);
+const LISTEN_V4: Ends = (7001, 0);
+const LISTEN_V6: Ends = (7002, 0);
+const A_CLIENT: Ends = (7101, 7001);
+const A_SERVER: Ends = (7001, 7101);
+const B_CLIENT: Ends = (7102, 7002);
+const B_SERVER: Ends = (7002, 7102);
+const C_CLIENT: Ends = (7103, 7001);
+const C_SERVER: Ends = (7001, 7103);
+
+fn ends_of(record: &[u8]) -> Ends {
+    let msg = DiagRecord::parse(record).expect("kernel bytes").msg();
+    (msg.sport(), msg.dport())
+}
+
+fn cookie_of(dump: &CapturedDump, ends: Ends) -> u64 {
+    dump.records()
+        .iter()
+        .map(|r| DiagRecord::parse(r).expect("kernel bytes").msg())
+        .find(|m| (m.sport(), m.dport()) == ends)
+        .map(|m| m.cookie())
+        .unwrap_or_else(|| panic!("{ends:?} in the dump"))
+}
+
+/// `dump` without the sockets at `gone`.
+fn without(dump: &CapturedDump, gone: &[Ends]) -> CapturedDump {
+    CapturedDump::from_records(
+        dump.records()
+            .into_iter()
+            .filter(|r| !gone.contains(&ends_of(r))),
+    )
+}
+
+struct Rig {
+    poller: Poller<Replay>,
+    batches: Vec<Receiver<Batch>>,
+    stats: Arc<Stats>,
+}
+
+fn rig(script: Vec<Reply>, shards: usize) -> Rig {
+    let stats = Arc::new(Stats::default());
+    let depths = QueueDepths::new(shards, 64);
+    let mut queues = Vec::new();
+    let mut batches = Vec::new();
+    for shard in 0..shards {
+        let (tx, rx) = bounded(64);
+        let (_recycle_tx, recycle_rx) = unbounded();
+        queues.push(ShardQueue::new(shard, tx, recycle_rx, Arc::clone(&depths)));
+        batches.push(rx);
+    }
+    let reps = script.len() as u64;
+    let poller = Poller::new(
+        PollerConfig {
+            poll_interval: Duration::from_millis(1),
+            reps,
+            stats_interval: Duration::from_secs(3600),
+        },
+        Replay::new(script),
+        // The story runs on loopback.
+        Exclusion::new(false, Vec::new(), Vec::new()),
+        Anonymizer::new(Anonymization::None),
+        queues,
+        Vec::new(),
+        Arc::clone(&stats),
+    );
+    Rig {
+        poller,
+        batches,
+        stats,
+    }
+}
+
+/// What the writers were handed, per cookie: opens, snapshots, closes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Handed {
+    opens: usize,
+    snapshots: usize,
+    closes: usize,
+}
+
+impl Rig {
+    fn run(&mut self) -> Result<u64, ShardGone> {
+        self.poller.run(&AtomicBool::new(false))
+    }
+
+    /// Every batch handed over so far, items in order.
+    fn items(&self) -> Vec<(u64, ItemKind)> {
+        let mut items = Vec::new();
+        for rx in &self.batches {
+            for batch in rx.try_iter() {
+                items.extend(batch.items.iter().map(|i| (i.cookie, i.kind)));
+            }
+        }
+        items
+    }
+
+    fn handed(&self) -> BTreeMap<u64, Handed> {
+        let mut by_cookie: BTreeMap<u64, Handed> = BTreeMap::new();
+        for (cookie, kind) in self.items() {
+            let h = by_cookie.entry(cookie).or_default();
+            match kind {
+                ItemKind::Open { .. } => h.opens += 1,
+                ItemKind::Snapshot => h.snapshots += 1,
+                ItemKind::Close => h.closes += 1,
+            }
+        }
+        by_cookie
+    }
+}
+
+fn replies(dumps: impl IntoIterator<Item = CapturedDump>) -> Vec<Reply> {
+    dumps.into_iter().map(Reply::Dump).collect()
+}
+
+#[test]
+fn the_story_opens_changes_and_closes_what_the_kernel_showed() {
+    let dumps = story();
+    let mut rig = rig(replies(dumps.clone()), 2);
+    assert_eq!(rig.run(), Ok(8));
+
+    let handed = rig.handed();
+    let at = |ends| handed[&cookie_of(&dumps[1], ends)];
+    assert_eq!(handed.len(), 8, "two listeners and six connection ends");
+    for ends in [
+        LISTEN_V4, LISTEN_V6, A_CLIENT, A_SERVER, B_CLIENT, B_SERVER, C_CLIENT, C_SERVER,
+    ] {
+        assert_eq!(at(ends).opens, 1, "{ends:?} opened once");
+    }
+    // Closed: B (dump 5) and C (dump 6); the listeners and A live on.
+    for ends in [B_CLIENT, B_SERVER, C_CLIENT, C_SERVER] {
+        assert_eq!(at(ends).closes, 1, "{ends:?} closed once");
+    }
+    for ends in [LISTEN_V4, LISTEN_V6, A_CLIENT, A_SERVER] {
+        assert_eq!(at(ends).closes, 0, "{ends:?} still open");
+    }
+    // A's transfer is a change at both ends; B's client close (FIN_WAIT2,
+    // CLOSE_WAIT) too; the listeners never change.
+    assert!(at(A_CLIENT).snapshots >= 2 && at(A_SERVER).snapshots >= 2);
+    assert!(at(B_CLIENT).snapshots >= 2 && at(B_SERVER).snapshots >= 2);
+    assert_eq!(at(LISTEN_V4).snapshots, 1);
+    assert_eq!(at(LISTEN_V6).snapshots, 1);
+
+    let queued: usize = handed.values().map(|h| h.snapshots).sum();
+    assert_eq!(rig.stats.queued.load(Relaxed), queued as u64);
+    assert_eq!(rig.stats.closed.load(Relaxed), 4);
+    assert_eq!(rig.stats.new.load(Relaxed), 8);
+    assert!(rig
+        .poller
+        .source()
+        .requests()
+        .iter()
+        .all(|r| r.family == AF_UNSPEC));
+}
+
+#[test]
+fn an_unchanged_dump_hands_nothing_over() {
+    let dumps = story();
+    let mut rig = rig(replies([dumps[1].clone(), dumps[1].clone()]), 1);
+    rig.run().unwrap();
+    let items = rig.items();
+    assert_eq!(
+        items.len(),
+        16,
+        "8 opens and 8 first snapshots, then nothing"
+    );
+}
+
+#[test]
+fn a_failed_dump_closes_nothing() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let missing_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let script = vec![
+        Reply::Dump(all.clone()),
+        // Half the sockets arrive, then the socket fails.
+        Reply::BreakOff {
+            dump: CapturedDump::from_records_in(missing_b.records(), 3),
+            datagrams: 1,
+            errno: libc::ENOBUFS,
+        },
+        Reply::BreakOff {
+            dump: missing_b,
+            datagrams: 0,
+            errno: libc::EIO,
+        },
+        Reply::Dump(all),
+    ];
+    let mut rig = rig(script, 1);
+    assert_eq!(rig.run(), Ok(4));
+    let handed = rig.handed();
+    assert!(handed.values().all(|h| h.opens == 1 && h.closes == 0));
+    assert_eq!(rig.stats.netlink_errors.load(Relaxed), 2);
+    assert_eq!(rig.stats.closed.load(Relaxed), 0);
+}
+
+#[test]
+fn an_interrupted_dump_closes_nothing_and_a_later_complete_one_does() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let missing_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let script = replies([
+        all.clone(),
+        // NLM_F_DUMP_INTR: the table changed under the dump, B was missed.
+        missing_b.clone().interrupted(),
+        all.clone(),
+        // A complete, consistent dump without B: now B is gone.
+        missing_b,
+    ]);
+    let mut rig = rig(script, 1);
+    rig.run().unwrap();
+    let handed = rig.handed();
+    let b_client = handed[&cookie_of(&all, B_CLIENT)];
+    let b_server = handed[&cookie_of(&all, B_SERVER)];
+    assert_eq!(
+        b_client,
+        Handed {
+            opens: 1,
+            snapshots: 1,
+            closes: 1
+        }
+    );
+    assert_eq!(b_server, b_client);
+    assert_eq!(rig.stats.interrupted_dumps.load(Relaxed), 1);
+    assert_eq!(rig.stats.closed.load(Relaxed), 2);
+}
+
+/// Appends an attribute of type `kind` to a reply.
+fn with_attribute(record: &[u8], kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = record.to_vec();
+    out.resize((out.len() + 3) & !3, 0);
+    out.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn an_attribute_type_above_63_keeps_the_rest_of_the_record() {
+    let dumps = story();
+    let future = |dump: &CapturedDump| {
+        CapturedDump::from_records(dump.records().into_iter().map(|r| {
+            if ends_of(&r) == A_CLIENT {
+                with_attribute(&r, 70, &[0xab; 8])
+            } else {
+                r
+            }
+        }))
+    };
+    let mut rig = rig(replies([future(&dumps[1]), future(&dumps[2])]), 1);
+    rig.run().unwrap();
+    let a = rig.handed()[&cookie_of(&dumps[1], A_CLIENT)];
+    assert_eq!(
+        a,
+        Handed {
+            opens: 1,
+            snapshots: 1,
+            closes: 0
+        }
+    );
+    assert_eq!(rig.stats.parse_errors.load(Relaxed), 0);
+}
+
+#[test]
+fn a_refused_all_families_dump_falls_back_to_one_dump_per_family() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let mut script = vec![Reply::Refuse {
+        errno: libc::EINVAL,
+    }];
+    script.extend(replies([all.clone(), all.clone(), all.clone(), all]));
+    let mut rig = rig(script, 1);
+    // Five replies, two cycles: the refusal is not a cycle of its own.
+    rig.poller.config.reps = 2;
+    rig.run().unwrap();
+    let families: Vec<u8> = rig
+        .poller
+        .source()
+        .requests()
+        .iter()
+        .map(|r| r.family)
+        .collect();
+    assert_eq!(
+        families,
+        [AF_UNSPEC, AF_INET6, AF_INET, AF_INET6, AF_INET],
+        "IPv6 then IPv4, as M-Lab's tool asks"
+    );
+    let handed = rig.handed();
+    assert_eq!(handed.len(), 8);
+    assert!(handed
+        .values()
+        .all(|h| h.opens == 1 && h.snapshots == 1 && h.closes == 0));
+    assert_eq!(rig.stats.netlink_errors.load(Relaxed), 0);
+}
+
+#[test]
+fn a_refusal_after_the_all_families_dump_worked_is_a_failed_dump() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let script = vec![
+        Reply::Dump(all.clone()),
+        Reply::Refuse {
+            errno: libc::EINVAL,
+        },
+        Reply::Dump(all),
+    ];
+    let mut rig = rig(script, 1);
+    rig.run().unwrap();
+    assert!(rig
+        .poller
+        .source()
+        .requests()
+        .iter()
+        .all(|r| r.family == AF_UNSPEC));
+    assert_eq!(rig.stats.netlink_errors.load(Relaxed), 1);
+    assert_eq!(rig.stats.closed.load(Relaxed), 0);
+}
+
+/// Dumps that alternate between before and after A's transfer: every cycle
+/// has two changed connections to hand over.
+fn flapping(cycles: usize) -> Vec<Reply> {
+    let dumps = story();
+    (0..cycles)
+        .map(|i| Reply::Dump(dumps[2 + i % 2].clone()))
+        .collect()
+}
+
+#[test]
+fn writers_that_fall_behind_never_stall_polling_or_lose_a_snapshot() {
+    let cycles = 200;
+    let stats = Arc::new(Stats::default());
+    let depths = QueueDepths::new(1, 4);
+    let (tx, rx) = bounded(4);
+    let (_recycle_tx, recycle_rx) = unbounded();
+    let mut poller = Poller::new(
+        PollerConfig {
+            poll_interval: Duration::from_micros(100),
+            reps: cycles as u64,
+            stats_interval: Duration::from_secs(3600),
+        },
+        Replay::new(flapping(cycles)),
+        Exclusion::new(false, Vec::new(), Vec::new()),
+        Anonymizer::new(Anonymization::None),
+        vec![ShardQueue::new(0, tx, recycle_rx, Arc::clone(&depths))],
+        Vec::new(),
+        Arc::clone(&stats),
+    );
+    let polling = std::thread::spawn(move || poller.run(&AtomicBool::new(false)));
+    // Nobody reads the queue (4 batches) while all 200 cycles run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.polls.load(Relaxed) < cycles as u64 {
+        assert!(Instant::now() < deadline, "polling stalled on a full queue");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(depths.read().next(), Some((4, 4)), "the queue is full");
+    // Now the writer catches up: nothing was lost on the way.
+    let mut snapshots = 0;
+    let mut batches = 0;
+    while let Ok(batch) = rx.recv_timeout(Duration::from_secs(10)) {
+        batches += 1;
+        snapshots += batch.snapshot_count();
+        if polling.is_finished() && rx.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(polling.join().unwrap(), Ok(cycles as u64));
+    assert!(
+        batches <= 6,
+        "held snapshots travel together ({batches} batches)"
+    );
+    assert_eq!(snapshots as u64, stats.queued.load(Relaxed));
+    assert_eq!(stats.queued.load(Relaxed), 8 + 2 * (cycles as u64 - 1));
+}
+
+#[test]
+fn a_stopped_writer_stops_the_poller_instead_of_hanging_it() {
+    let stats = Arc::new(Stats::default());
+    let depths = QueueDepths::new(2, 4);
+    let (tx0, rx0) = bounded(4);
+    let (tx1, rx1) = bounded::<Batch>(4);
+    let (_r0, recycle0) = unbounded();
+    let (_r1, recycle1) = unbounded();
+    // Shard 1's thread takes one batch, then dies.
+    let dying = std::thread::spawn(move || {
+        let _ = rx1.recv();
+        panic!("writer shard dies");
+    });
+    let mut poller = Poller::new(
+        PollerConfig {
+            poll_interval: Duration::from_micros(100),
+            // Until stopped: only the dead shard can end it.
+            reps: 0,
+            stats_interval: Duration::from_secs(3600),
+        },
+        Replay::new(flapping(10_000)),
+        Exclusion::new(false, Vec::new(), Vec::new()),
+        Anonymizer::new(Anonymization::None),
+        vec![
+            ShardQueue::new(0, tx0, recycle0, Arc::clone(&depths)),
+            ShardQueue::new(1, tx1, recycle1, Arc::clone(&depths)),
+        ],
+        Vec::new(),
+        Arc::clone(&stats),
+    );
+    let started = Instant::now();
+    let (done_tx, done_rx) = bounded(1);
+    std::thread::spawn(move || {
+        let _ = done_tx.send(poller.run(&AtomicBool::new(false)));
+    });
+    // Shard 0 keeps reading, as a healthy writer would.
+    let result = loop {
+        if let Ok(result) = done_rx.try_recv() {
+            break result;
+        }
+        let _ = rx0.recv_timeout(Duration::from_millis(1));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the poller hangs on a dead writer"
+        );
+    };
+    assert!(dying.join().is_err());
+    assert_eq!(result, Err(ShardGone { shard: 1 }));
+}
