@@ -22,9 +22,8 @@ use anyhow::Context as _;
 use chrono::{Datelike, Local, Timelike};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::client::{self, ClientError, Connection, End, Handler, Stopper};
-use tcp_info::eventsocket::{FlowEvent, ListenerEvent, SockId, Subscribed, Subscription};
+use tcpinfo_eventsocket::client::{self, ClientError, Connection, End, Handler, Stopper};
+use tcpinfo_eventsocket::{FlowEvent, ListenerEvent, SockId, Subscribed, Subscription, Timestamp};
 
 use crate::flags::{Flags, DEFAULT_CONNECT_TIMEOUT};
 

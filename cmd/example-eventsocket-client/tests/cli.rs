@@ -6,8 +6,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, Server, SockId};
+use tcp_info::eventsocket::Server;
+use tcpinfo_eventsocket::Timestamp;
+use tcpinfo_eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, SockId};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 

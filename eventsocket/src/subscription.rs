@@ -17,8 +17,8 @@ use std::io::Write as _;
 
 use serde::Deserialize;
 
-use super::event::EventError;
-use crate::archive::Timestamp;
+use crate::event::EventError;
+use tcpinfo_archive::Timestamp;
 
 /// The protocol's `Event` integer for a subscription acknowledgement.
 pub const SUBSCRIBED_EVENT: i64 = 3;
@@ -26,7 +26,7 @@ pub const SUBSCRIBED_EVENT: i64 = 3;
 /// An event kind a client may opt in to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subscription {
-    /// [`super::ListenerEvent`]s: listening tuples opened and closed.
+    /// [`crate::ListenerEvent`]s: listening tuples opened and closed.
     ListenerChange,
 }
 

@@ -23,8 +23,8 @@
 
 use chrono::{Datelike, Timelike};
 
-use super::snapshot::Snapshot;
-use super::timestamp::Timestamp;
+use crate::snapshot::Snapshot;
+use crate::timestamp::Timestamp;
 
 /// The header line, with its newline.
 pub const HEADER: &str = "Timestamp,Observed,NotFullyParsed,\

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::archive::{Timestamp, TimestampError};
+use tcpinfo_archive::{Timestamp, TimestampError};
 
 /// What happened to a connection. Serialized as its integer value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -207,7 +207,7 @@ fn parse_ip(text: &str) -> Result<IpAddr, EventError> {
 /// an AF_INET6 address whose last 12 bytes are zero (e.g. `2001:db8::`) as an
 /// IPv4 address made of its first 4 bytes, which would point sidecars at the
 /// wrong host.
-pub(super) struct GoIp(pub IpAddr);
+pub(crate) struct GoIp(pub IpAddr);
 
 impl fmt::Display for GoIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -225,7 +225,7 @@ impl fmt::Display for GoIp {
 /// what JSON requires, it escapes `<`, `>` and `&` (HTML safety) and U+2028 /
 /// U+2029 (JavaScript safety), and uses `\b`, `\f`, `\n`, `\r`, `\t` short
 /// forms (Go 1.22+) and `\u00XX` for other control characters.
-pub(super) fn write_go_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_go_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let mut start = 0;
     for (i, c) in s.char_indices() {

@@ -22,8 +22,8 @@ use inetdiag::{
     INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_VEGASINFO,
 };
 
-use super::record_buf::RecordBuf;
-use super::timestamp::Timestamp;
+use crate::record_buf::RecordBuf;
+use crate::timestamp::Timestamp;
 
 /// Why a record is not a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -517,7 +517,7 @@ mod tests {
 
     fn b64(bytes: &[u8]) -> String {
         let mut v = Vec::new();
-        crate::archive::push_base64(&mut v, bytes);
+        crate::push_base64(&mut v, bytes);
         String::from_utf8(v).unwrap()
     }
 

@@ -11,15 +11,15 @@
 //! `FlowEvent` too: a Go client that somehow received it would log
 //! "Unknown event type: 2" and carry on rather than die on a decode error.
 //!
-//! [`Subscription::ListenerChange`]: super::Subscription::ListenerChange
+//! [`Subscription::ListenerChange`]: crate::Subscription::ListenerChange
 
 use std::io::Write as _;
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use super::event::{write_go_string, EventError, GoIp};
-use crate::archive::Timestamp;
+use crate::event::{write_go_string, EventError, GoIp};
+use tcpinfo_archive::Timestamp;
 
 /// The protocol's `Event` integer for listener changes.
 pub const LISTENER_CHANGE_EVENT: i64 = 2;
@@ -154,7 +154,7 @@ struct RawListener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventsocket::FlowEvent;
+    use crate::FlowEvent;
 
     fn sample() -> ListenerEvent {
         ListenerEvent {

@@ -3,7 +3,7 @@
 //! record once the buffers have grown to the size of a typical line.
 //!
 //! This is the hot-path twin of [`ArchivalRecord::from_json`]
-//! (crate::archive::ArchivalRecord): same JSON, same Go semantics (keys
+//! (crate::ArchivalRecord): same JSON, same Go semantics (keys
 //! matched case-insensitively like Go's `encoding/json`, `null` where Go has
 //! a nil slice or pointer, base64 as Go's `StdEncoding` accepts it), but the
 //! base64 payloads are decoded straight into one reused byte arena and the
@@ -18,8 +18,8 @@ use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer as _;
 
-use super::record::RecordError;
-use super::timestamp::{Timestamp, GO_ZERO_TIME};
+use crate::record::RecordError;
+use crate::timestamp::{Timestamp, GO_ZERO_TIME};
 
 /// Go's `base64.StdEncoding`: padding required, non-zero trailing bits
 /// tolerated (Go only rejects them in `Strict` mode).
@@ -397,7 +397,7 @@ mod tests {
     fn agrees_with_archival_record() {
         let mut b = RecordBuf::new();
         b.parse(SNAPSHOT.as_bytes()).unwrap();
-        let r = crate::archive::ArchivalRecord::from_json(SNAPSHOT.as_bytes()).unwrap();
+        let r = crate::ArchivalRecord::from_json(SNAPSHOT.as_bytes()).unwrap();
         assert_eq!(b.raw_idm(), Some(&r.raw_idm[..]));
         for (i, a) in r.attributes.iter().enumerate() {
             assert_eq!(b.attribute(i), a.as_deref());

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
+use crate::timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
 
 /// The first line of every archive file.
 #[derive(Debug, Clone, PartialEq, Eq)]
