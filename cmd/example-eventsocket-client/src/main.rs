@@ -30,7 +30,7 @@ use crate::flags::{Flags, DEFAULT_CONNECT_TIMEOUT};
 fn main() -> ExitCode {
     let flags = match Flags::parse_go_args(std::env::args(), |name| std::env::var(name).ok()) {
         Ok(flags) => flags,
-        Err(e) => e.exit(),
+        Err(e) => return goflag::report("example-eventsocket-client", &e),
     };
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,

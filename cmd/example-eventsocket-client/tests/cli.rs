@@ -214,3 +214,16 @@ fn missing_socket_flag_is_a_usage_error() {
     client.expect_line("-tcpinfo.eventsocket path is required");
     assert_eq!(client.wait_exit().code(), Some(2));
 }
+
+/// Once a panic in the duration arithmetic (`Duration::from_secs_f64`).
+#[test]
+fn an_overlong_connect_timeout_is_a_usage_error() {
+    let mut client = Client::spawn(&[
+        "-tcpinfo.eventsocket=/nonexistent.sock",
+        "-connect-timeout=99999999999999999999999h",
+    ]);
+    let line = client.expect_line("99999999999999999999999h");
+    assert!(line.starts_with("example-eventsocket-client: "), "{line}");
+    assert!(!line.contains("panicked"), "{line}");
+    assert_eq!(client.wait_exit().code(), Some(2));
+}
