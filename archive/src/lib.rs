@@ -31,4 +31,4 @@ pub use snapshot::{
     attribute_bit, InetDiagMeminfo, SkMeminfo, Snapshot, SnapshotError, TcpBbrInfo, TcpDctcpInfo,
     TcpInfo, TcpVegasInfo, TCP_INFO_LEN,
 };
-pub use timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
+pub use timestamp::{Timestamp, TimestampError, TimestampText, GO_ZERO_TIME};

@@ -55,15 +55,13 @@ impl ArchivalRecord {
     /// Appends this record as one JSON line (with `\n`), byte-identical to
     /// what the Go tool writes for the same record.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut ts = Vec::with_capacity(40);
-        self.timestamp.write_to(&mut ts);
-        let ts = std::str::from_utf8(&ts).unwrap_or(GO_ZERO_TIME);
+        let ts = self.timestamp.rfc3339();
         match &self.metadata {
             Some(m) if self.raw_idm.is_empty() && self.attributes.is_empty() => {
                 write_metadata_line(out, m);
             }
             _ => {
-                write_line_start(out, ts);
+                write_line_start(out, ts.as_str());
                 if !self.raw_idm.is_empty() {
                     write_raw_idm(out, &self.raw_idm);
                 }

@@ -297,6 +297,28 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for OrNull<S> {
     }
 }
 
+/// Each seed below is its own visitor: `deserialize` hands it to the
+/// `deserialize_*` method for the JSON type it expects.
+macro_rules! seed_visits {
+    ($($seed:ident => $value:ty, $method:ident;)*) => {$(
+        impl<'de> DeserializeSeed<'de> for $seed<'_> {
+            type Value = $value;
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+                d.$method(self)
+            }
+        }
+    )*};
+}
+
+seed_visits! {
+    LineSeed => (), deserialize_map;
+    TimestampSeed => Timestamp, deserialize_str;
+    Base64Seed => Range<usize>, deserialize_str;
+    AttributesSeed => (), deserialize_seq;
+    MetadataSeed => (), deserialize_map;
+    UuidSeed => (), deserialize_str;
+}
+
 /// The top-level object.
 struct LineSeed<'b> {
     buf: &'b mut RecordBuf,
@@ -308,13 +330,6 @@ const RAW_IDM: usize = 1;
 const ATTRIBUTES: usize = 2;
 const METADATA: usize = 3;
 const LINE_FIELDS: [&str; 4] = ["Timestamp", "RawIDM", "Attributes", "Metadata"];
-
-impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
 
 impl<'de> Visitor<'de> for LineSeed<'_> {
     type Value = ();
@@ -373,13 +388,6 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
 /// RFC 3339 text.
 struct TimestampSeed<'b>(&'b mut Option<RecordError>);
 
-impl<'de> DeserializeSeed<'de> for TimestampSeed<'_> {
-    type Value = Timestamp;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Timestamp, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
 impl Visitor<'_> for TimestampSeed<'_> {
     type Value = Timestamp;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -398,13 +406,6 @@ struct Base64Seed<'b> {
     failure: &'b mut Option<RecordError>,
 }
 
-impl<'de> DeserializeSeed<'de> for Base64Seed<'_> {
-    type Value = Range<usize>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
 impl Visitor<'_> for Base64Seed<'_> {
     type Value = Range<usize>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -420,13 +421,6 @@ impl Visitor<'_> for Base64Seed<'_> {
 struct AttributesSeed<'b> {
     buf: &'b mut RecordBuf,
     failure: &'b mut Option<RecordError>,
-}
-
-impl<'de> DeserializeSeed<'de> for AttributesSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
 }
 
 impl<'de> Visitor<'de> for AttributesSeed<'_> {
@@ -462,13 +456,6 @@ const SEQUENCE: usize = 1;
 const START_TIME: usize = 2;
 const METADATA_FIELDS: [&str; 3] = ["UUID", "Sequence", "StartTime"];
 
-impl<'de> DeserializeSeed<'de> for MetadataSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
 impl<'de> Visitor<'de> for MetadataSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -503,13 +490,6 @@ impl<'de> Visitor<'de> for MetadataSeed<'_> {
 
 /// A string copied into a reused `String`.
 struct UuidSeed<'b>(&'b mut String);
-
-impl<'de> DeserializeSeed<'de> for UuidSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
 
 impl Visitor<'_> for UuidSeed<'_> {
     type Value = ();

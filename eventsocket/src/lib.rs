@@ -16,11 +16,13 @@
 
 pub mod client;
 mod event;
+mod go_json;
 mod line;
 mod listener_event;
 mod subscription;
 
 pub use event::{EventError, FlowEvent, SockId, TcpEvent};
+pub use go_json::GoIp;
 pub use line::Event;
 pub use listener_event::{ListenerChangeKind, ListenerEvent, LISTENER_CHANGE_EVENT};
 pub use subscription::{
