@@ -17,8 +17,10 @@ pub fn try_parse<P: Parser>(
     P::try_parse_from(go_style_args(P::command(), args))
 }
 
-/// Rewrites `args` (program name first) for `command`: which flags are
-/// booleans is read from its definitions (see [`is_boolean`]).
+/// Rewrites `args` (program name first) for `command`. A boolean is a flag
+/// whose action takes no value (`SetTrue`, help, version), or whose one
+/// optional value must be attached with `=` (`num_args(0..=1)` with
+/// `require_equals`, for `-flag=false`).
 pub fn go_style_args(
     mut command: Command,
     args: impl IntoIterator<Item = impl Into<String>>,
@@ -77,10 +79,8 @@ fn long_arg<'c>(command: &'c Command, name: &str) -> Option<&'c Arg> {
     })
 }
 
-/// A Go boolean: a flag whose action takes no value (`SetTrue`, help,
-/// version), or an optional value that must be attached with `=`
-/// (`num_args(0..=1)` with `require_equals`, for `-flag=false`).
-pub(crate) fn is_boolean(arg: &Arg) -> bool {
+/// A Go boolean (see [`go_style_args`]): never takes the next argument.
+fn is_boolean(arg: &Arg) -> bool {
     let optional_attached =
         arg.is_require_equals_set() && arg.get_num_args().is_some_and(|n| n.min_values() == 0);
     !arg.get_action().takes_values() || optional_attached
