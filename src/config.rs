@@ -180,7 +180,7 @@ impl Invocation {
         if args.get(1).map(String::as_str) == Some("check") {
             let program = format!("{} check", args[0]);
             let rest = std::iter::once(program).chain(args[2..].iter().cloned());
-            return CheckConfig::try_parse_from(go_style_args(rest)).map(Invocation::Check);
+            return goflag::try_parse(rest).map(Invocation::Check);
         }
         Config::try_parse_go_args(args).map(|c| Invocation::Agent(Box::new(c)))
     }
@@ -194,96 +194,12 @@ impl Config {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::try_parse_from(go_style_args(args))
+        goflag::try_parse(args)
     }
-}
-
-/// Rewrites Go's single-dash long flags (`-output=x`, `-reps 3`) to the
-/// double-dash form clap parses. Like Go's `flag`, rewriting stops at `--`
-/// or the first argument that is not a flag.
-pub fn go_style_args<I, S>(args: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let mut out = Vec::new();
-    let mut flags_done = false;
-    let mut expect_value = false;
-    for (i, arg) in args.into_iter().enumerate() {
-        let arg: String = arg.into();
-        if i == 0 || flags_done {
-            out.push(arg);
-            continue;
-        }
-        if expect_value {
-            expect_value = false;
-            out.push(arg);
-            continue;
-        }
-        if arg == "--" {
-            flags_done = true;
-            out.push(arg);
-        } else if let Some(rest) = arg.strip_prefix("--") {
-            expect_value = takes_separate_value(rest);
-            out.push(arg);
-        } else if let Some(rest) = arg.strip_prefix('-') {
-            if rest.len() > 1 {
-                expect_value = takes_separate_value(rest);
-                out.push(format!("--{rest}"));
-            } else {
-                out.push(arg);
-            }
-        } else {
-            flags_done = true;
-            out.push(arg);
-        }
-    }
-    out
-}
-
-/// Whether `-name` (no `=`) consumes the next argument as its value: every
-/// flag but the boolean ones and help/version.
-fn takes_separate_value(flag: &str) -> bool {
-    !flag.contains('=') && !matches!(flag, "exclude-local" | "help" | "h" | "version" | "V")
-}
-
-/// Parses a Go `time.Duration` string ("10ms", "1.5s", "1m30s", "250us").
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?} (examples: 10ms, 1s, 1m30s)");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| err())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds_per_unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += number * seconds_per_unit;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| err())
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let d = parse_go_duration(text)?;
+    let d = goflag::parse_go_duration(text).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err(format!("duration {text:?} must be greater than zero"));
     }
@@ -432,26 +348,5 @@ mod tests {
         }
         // "check" anywhere else is a stray argument, as before.
         assert!(Invocation::try_parse_go_args(["tcp-info", "-reps=1", "check"]).is_err());
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(
-            parse_go_duration("10ms").unwrap(),
-            Duration::from_millis(10)
-        );
-        assert_eq!(
-            parse_go_duration("1.5s").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_go_duration("250us").unwrap(),
-            Duration::from_micros(250)
-        );
-        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "10", "ms", "1x", "1..5s", "-1s"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
-        }
     }
 }

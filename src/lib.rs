@@ -4,9 +4,9 @@
 //!
 //! Layers (each depends only on those below it):
 //! `main` → `collector` / `saver` / `metrics` → `policy` → `exposure` → `cache` /
-//! `compare` / `archive` / `exclusion` → `inetdiag`.
+//! `compare` / `exclusion` → the `tcpinfo_archive` (format) and
+//! `tcpinfo_eventsocket` (protocol) crates → `inetdiag`.
 
-pub mod archive;
 pub mod compare;
 pub mod config;
 pub mod eventsocket;

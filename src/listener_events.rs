@@ -1,8 +1,10 @@
 //! Announces the exposure worker's listener changes on the event socket,
 //! to the clients that subscribed to them.
 
-use crate::archive::Timestamp;
-use crate::eventsocket::{ListenerChangeKind, ListenerEvent, Publisher};
+use tcpinfo_archive::Timestamp;
+use tcpinfo_eventsocket::{ListenerChangeKind, ListenerEvent};
+
+use crate::eventsocket::Publisher;
 use crate::exposure::changes::{Change, ChangeObserver, ListenerChange};
 use crate::exposure::inventory::family_label;
 

@@ -12,7 +12,7 @@ pub fn line(msg: std::fmt::Arguments) {
         .unwrap_or(0);
     eprintln!(
         "{} {}",
-        crate::archive::Timestamp::from_unix_millis(now),
+        tcpinfo_archive::Timestamp::from_unix_millis(now),
         msg
     );
 }

@@ -27,29 +27,7 @@ fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
         Ok(Invocation::Agent(c)) => *c,
         Ok(Invocation::Check(c)) => return check(c),
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            // One line, as Go's flag package would give: clap's rendering
-            // up to its usage section names the flag and the problem (a
-            // missing argument is listed on the lines after the first).
-            let text = e.render().to_string();
-            let problem: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .filter(|l| !l.is_empty())
-                .collect();
-            let problem = problem.join(" ");
-            eprintln!(
-                "tcp-info: {}",
-                problem.trim_start_matches("error: ").trim_end_matches(':')
-            );
-            return ExitCode::from(2);
-        }
+        Err(e) => return goflag::report("tcp-info", &e),
     };
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,

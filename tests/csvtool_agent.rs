@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::{csv, ArchiveReader, CsvConverter};
+use tcpinfo_archive::{csv, ArchiveReader, CsvConverter};
 
 const PAYLOAD: usize = 4 << 20;
 const DEADLINE: Duration = Duration::from_secs(30);

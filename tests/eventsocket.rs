@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tcp_info::eventsocket::client::{self, ClientError, End, Stopper};
-use tcp_info::eventsocket::{FlowEvent, SockId, TcpEvent};
+use tcpinfo_eventsocket::client::{self, ClientError, End, Stopper};
+use tcpinfo_eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::{client, FlowEvent, Server};
+use tcp_info::eventsocket::Server;
+use tcpinfo_archive::Timestamp;
+use tcpinfo_eventsocket::{client, FlowEvent};
 
 fn count_entries(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()

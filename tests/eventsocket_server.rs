@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::client::{self, ClientError, End, Handler};
-use tcp_info::eventsocket::{FlowEvent, Server, ServerOptions, SockId, TcpEvent};
+use tcp_info::eventsocket::{Server, ServerOptions};
+use tcpinfo_archive::Timestamp;
+use tcpinfo_eventsocket::client::{self, ClientError, End, Handler};
+use tcpinfo_eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 

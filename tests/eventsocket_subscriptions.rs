@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::client;
-use tcp_info::eventsocket::{
-    subscription_request, Event, FlowEvent, ListenerChangeKind, ListenerEvent, Server, SockId,
-    Subscription,
+use tcp_info::eventsocket::Server;
+use tcpinfo_archive::Timestamp;
+use tcpinfo_eventsocket::client;
+use tcpinfo_eventsocket::{
+    subscription_request, Event, FlowEvent, ListenerChangeKind, ListenerEvent, SockId, Subscription,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use tcp_info::archive::Timestamp;
+use tcpinfo_archive::Timestamp;
 
 /// `inotifywait -m -r` over a directory, its output lines collected.
 struct Watch {

@@ -15,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use metrics_harness::{program_name, wait_for, Agent, Netns, Scrape};
-use tcp_info::eventsocket::client;
-use tcp_info::eventsocket::{
+use tcpinfo_eventsocket::client;
+use tcpinfo_eventsocket::{
     Event, FlowEvent, ListenerChangeKind, ListenerEvent, Subscription, TcpEvent,
 };
 

@@ -26,7 +26,7 @@
 //! so memory grows only with a client's real backlog instead of being
 //! preallocated per client.
 //!
-//! Clients may opt in to more than open/close (see [`super::subscription`]).
+//! Clients may opt in to more than open/close (see [`tcpinfo_eventsocket::Subscription`]).
 //! The writer thread also reads what its client writes, a few times a
 //! second (more often just after connecting, when requests come), with the
 //! socket's 1 ms receive timeout: a request never involves the publisher,
@@ -45,12 +45,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tcpinfo_archive::Timestamp;
+use tcpinfo_eventsocket::{
+    FlowEvent, ListenerEvent, Subscribed, Subscription, SubscriptionRequest,
+};
 
-use super::event::FlowEvent;
-use super::listener_event::ListenerEvent;
 use super::requests::{RequestLine, RequestReader};
-use super::subscription::{Subscribed, Subscription, SubscriptionRequest};
-use crate::archive::Timestamp;
 use crate::log::RateLimit;
 
 /// Events a client may lag behind before it is disconnected, on top of

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use inetdiag::{DiagRecord, INET_DIAG_MSG_LEN};
+use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
 use super::naming::{segment_path, uuid};
 use super::QueueDepths;
-use crate::archive::{self, Metadata, Timestamp};
 use crate::exclusion::{netblock_in_place, AnonymizeMask};
 use crate::log::RateLimit;
 use crate::stats::{add, Stats};

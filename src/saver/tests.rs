@@ -137,9 +137,9 @@ fn segment(lines: &[Value]) -> (u64, Vec<i64>) {
         .map(|l| {
             assert!(l.get("Metadata").is_none(), "one metadata line per file");
             let text = l["Timestamp"].as_str().unwrap();
-            chrono::DateTime::parse_from_rfc3339(text)
+            tcpinfo_archive::Timestamp::parse(text)
                 .unwrap()
-                .timestamp_millis()
+                .unix_millis()
         })
         .collect();
     (sequence, times)

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::tcp_info::archive::ArchivalRecord;
 use inetdiag::tcp_info as layout;
+use tcpinfo_archive::ArchivalRecord;
 
 /// The flags every test passes: fast polling, flushing and logging; the
 /// agent's own metrics listener (port 9990 in the test's namespace) is left

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use tcp_info::archive::{ArchiveReader, ConvertError, CsvConverter};
+use tcpinfo_archive::{ArchiveReader, ConvertError, CsvConverter};
 
 use crate::inputs::Input;
 

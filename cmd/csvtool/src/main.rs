@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tcp_info::archive::csv::HEADER;
+use tcpinfo_archive::csv::HEADER;
 
 use crate::inputs::Input;
 use crate::job::{convert_one, Failure, CHUNK};
@@ -78,7 +78,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 Ok(())
             });
             match written {
-                Err(Failure::Convert(tcp_info::archive::ConvertError::Output(e))) => {
+                Err(Failure::Convert(tcpinfo_archive::ConvertError::Output(e))) => {
                     return Err(e.into())
                 }
                 Err(f) => report(f),

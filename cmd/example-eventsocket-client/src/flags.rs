@@ -2,8 +2,8 @@
 //! (`-tcpinfo.eventsocket PATH`, `-tcpinfo.eventsocket=PATH`, or the
 //! `TCPINFO_EVENTSOCKET` environment variable).
 //!
-//! Only `clap` and `std` here: the deployment test compiles this very file
-//! to check the docker-compose command line.
+//! Only `clap`, `goflag` and `std` here: the deployment test compiles this
+//! very file to check the docker-compose command line.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub struct Flags {
 
     /// How long to wait for the socket to accept connections at start
     /// (e.g. 500ms, 30s, 2m; 0 tries once).
-    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = goflag::parse_go_duration)]
     pub connect_timeout: Option<Duration>,
 
     /// Also subscribe to listener changes (listening ports opened and
@@ -46,7 +46,7 @@ impl Flags {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut flags = Flags::try_parse_from(go_style(args))?;
+        let mut flags: Flags = goflag::try_parse(args)?;
         if flags.eventsocket.is_none() {
             flags.eventsocket = env("TCPINFO_EVENTSOCKET")
                 .filter(|v| !v.is_empty())
@@ -54,7 +54,7 @@ impl Flags {
         }
         if flags.connect_timeout.is_none() {
             if let Some(text) = env("CONNECT_TIMEOUT").filter(|v| !v.is_empty()) {
-                let timeout = parse_duration(&text).map_err(|e| {
+                let timeout = goflag::parse_go_duration(&text).map_err(|e| {
                     clap::Error::raw(
                         clap::error::ErrorKind::InvalidValue,
                         format!("CONNECT_TIMEOUT={text:?}: {e}\n"),
@@ -65,7 +65,7 @@ impl Flags {
         }
         if !flags.listener_changes {
             if let Some(text) = env("LISTENER_CHANGES").filter(|v| !v.is_empty()) {
-                flags.listener_changes = parse_bool(&text).ok_or_else(|| {
+                flags.listener_changes = goflag::parse_go_bool(&text).ok_or_else(|| {
                     clap::Error::raw(
                         clap::error::ErrorKind::InvalidValue,
                         format!("LISTENER_CHANGES={text:?}: not a boolean (true, false, 1, 0)\n"),
@@ -81,76 +81,6 @@ impl Flags {
         }
         Ok(flags)
     }
-}
-
-/// Go's `flag` takes `-name`; clap wants `--name`. Rewriting stops at `--`
-/// or the first argument that is not a flag, as Go's parsing does.
-fn go_style<I, S>(args: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let mut out = Vec::new();
-    let mut done = false;
-    for (i, arg) in args.into_iter().map(Into::into).enumerate() {
-        if i == 0 || done {
-            out.push(arg);
-        } else if arg == "--" {
-            done = true;
-            out.push(arg);
-        } else if arg.starts_with('-') && !arg.starts_with("--") && arg.len() > 2 {
-            out.push(format!("-{arg}"));
-        } else {
-            out.push(arg);
-        }
-    }
-    out
-}
-
-/// A boolean as Go's `strconv.ParseBool` reads it.
-fn parse_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// A Go-style duration: a number with unit ns, us, ms, s, m or h (`0` alone
-/// is allowed), possibly several (`1m30s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            unit => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
-        };
-        total += Duration::from_secs_f64(number * seconds);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -212,11 +142,29 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
+    fn an_overlong_timeout_is_an_error_not_a_panic() {
+        let huge = "99999999999999999999999h";
+        let flag = format!("-connect-timeout={huge}");
+        let err =
+            Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x", &flag], no_env).unwrap_err();
+        assert!(goflag::one_line(&err).contains(huge), "{err}");
+        let env = |name: &str| (name == "CONNECT_TIMEOUT").then(|| huge.to_string());
+        assert!(Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], env).is_err());
+    }
+
+    #[test]
+    fn a_value_after_a_flag_is_never_a_flag() {
+        let flags = Flags::parse_go_args(
+            [
+                "c",
+                "-tcpinfo.eventsocket",
+                "-events.sock",
+                "-listener-changes",
+            ],
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(flags.eventsocket, Some(PathBuf::from("-events.sock")));
+        assert!(flags.listener_changes);
     }
 }

@@ -22,16 +22,15 @@ use anyhow::Context as _;
 use chrono::{Datelike, Local, Timelike};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::client::{self, ClientError, Connection, End, Handler, Stopper};
-use tcp_info::eventsocket::{FlowEvent, ListenerEvent, SockId, Subscribed, Subscription};
+use tcpinfo_eventsocket::client::{self, ClientError, Connection, End, Handler, Stopper};
+use tcpinfo_eventsocket::{FlowEvent, GoIp, ListenerEvent, SockId, Subscribed, Subscription};
 
 use crate::flags::{Flags, DEFAULT_CONNECT_TIMEOUT};
 
 fn main() -> ExitCode {
     let flags = match Flags::parse_go_args(std::env::args(), |name| std::env::var(name).ok()) {
         Ok(flags) => flags,
-        Err(e) => e.exit(),
+        Err(e) => return goflag::report("example-eventsocket-client", &e),
     };
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,19 +154,23 @@ impl Handler for Logger {
             Some(id) => log(format_args!(
                 "open  {} {} {}",
                 ev.uuid,
-                GoTime(&ev.timestamp),
+                ev.timestamp.go_string(),
                 GoSockId(id)
             )),
             None => log(format_args!(
                 "open  {} {} <nil>",
                 ev.uuid,
-                GoTime(&ev.timestamp)
+                ev.timestamp.go_string()
             )),
         }
     }
 
     fn close(&mut self, ev: &FlowEvent) {
-        log(format_args!("close {} {}", ev.uuid, GoTime(&ev.timestamp)));
+        log(format_args!(
+            "close {} {}",
+            ev.uuid,
+            ev.timestamp.go_string()
+        ));
     }
 
     fn unknown(&mut self, code: i64, _line: &str) {
@@ -191,7 +194,7 @@ impl Handler for Logger {
             ev.family,
             ev.port,
             ev.scope,
-            GoTime(&ev.timestamp)
+            ev.timestamp.go_string()
         ));
     }
 
@@ -215,37 +218,6 @@ fn log(line: impl Display) {
     );
 }
 
-/// A timestamp as Go's `time.Time.String()` prints it:
-/// `2019-04-02 14:12:37.511 +0000 UTC`.
-struct GoTime<'a>(&'a Timestamp);
-
-impl Display for GoTime<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = self.0.as_datetime();
-        write!(
-            f,
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
-        let nanos = t.nanosecond() % 1_000_000_000;
-        if nanos != 0 {
-            let digits = format!("{nanos:09}");
-            write!(f, ".{}", digits.trim_end_matches('0'))?;
-        }
-        let offset = t.offset().local_minus_utc();
-        let sign = if offset < 0 { '-' } else { '+' };
-        let abs = offset.unsigned_abs();
-        let numeric = format!("{sign}{:02}{:02}", abs / 3600, (abs / 60) % 60);
-        let zone = if offset == 0 { "UTC" } else { &numeric };
-        write!(f, " {numeric} {zone}")
-    }
-}
-
 /// A `*inetdiag.SockID` as Go's `%v` prints it: `&{SPort DPort SrcIP DstIP
 /// Interface Cookie}`.
 struct GoSockId<'a>(&'a SockId);
@@ -253,19 +225,13 @@ struct GoSockId<'a>(&'a SockId);
 impl Display for GoSockId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let id = self.0;
-        let ip = |ip: std::net::IpAddr| match ip {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-            v4 => v4.to_string(),
-        };
         write!(
             f,
             "&{{{} {} {} {} {} {}}}",
             id.sport,
             id.dport,
-            ip(id.src_ip),
-            ip(id.dst_ip),
+            GoIp(id.src_ip),
+            GoIp(id.dst_ip),
             id.interface,
             id.signed_cookie()
         )
@@ -275,14 +241,6 @@ impl Display for GoSockId<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_print_like_go_time_string() {
-        let t = Timestamp::parse("2019-04-02T14:12:37.511Z").unwrap();
-        assert_eq!(GoTime(&t).to_string(), "2019-04-02 14:12:37.511 +0000 UTC");
-        let t = Timestamp::parse("2019-08-26T19:55:42-04:00").unwrap();
-        assert_eq!(GoTime(&t).to_string(), "2019-08-26 19:55:42 -0400 -0400");
-    }
 
     #[test]
     fn sock_ids_print_like_go_percent_v() {

@@ -6,8 +6,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_info::archive::Timestamp;
-use tcp_info::eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, Server, SockId};
+use tcp_info::eventsocket::Server;
+use tcpinfo_eventsocket::Timestamp;
+use tcpinfo_eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, SockId};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -211,5 +212,18 @@ fn unreachable_socket_fails_with_its_path() {
 fn missing_socket_flag_is_a_usage_error() {
     let mut client = Client::spawn(&[]);
     client.expect_line("-tcpinfo.eventsocket path is required");
+    assert_eq!(client.wait_exit().code(), Some(2));
+}
+
+/// Once a panic in the duration arithmetic (`Duration::from_secs_f64`).
+#[test]
+fn an_overlong_connect_timeout_is_a_usage_error() {
+    let mut client = Client::spawn(&[
+        "-tcpinfo.eventsocket=/nonexistent.sock",
+        "-connect-timeout=99999999999999999999999h",
+    ]);
+    let line = client.expect_line("99999999999999999999999h");
+    assert!(line.starts_with("example-eventsocket-client: "), "{line}");
+    assert!(!line.contains("panicked"), "{line}");
     assert_eq!(client.wait_exit().code(), Some(2));
 }

@@ -11,15 +11,16 @@
 //! `FlowEvent` too: a Go client that somehow received it would log
 //! "Unknown event type: 2" and carry on rather than die on a decode error.
 //!
-//! [`Subscription::ListenerChange`]: super::Subscription::ListenerChange
+//! [`Subscription::ListenerChange`]: crate::Subscription::ListenerChange
 
 use std::io::Write as _;
 use std::net::IpAddr;
 
 use serde::Deserialize;
+use tcpinfo_archive::Timestamp;
 
-use super::event::{write_go_string, EventError, GoIp};
-use crate::archive::Timestamp;
+use crate::event::EventError;
+use crate::go_json::{expect_kind, json_line, write_go_string, write_head, GoIp};
 
 /// The protocol's `Event` integer for listener changes.
 pub const LISTENER_CHANGE_EVENT: i64 = 2;
@@ -70,11 +71,10 @@ pub struct ListenerEvent {
 impl ListenerEvent {
     /// Appends the event's JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{{\"Event\":{LISTENER_CHANGE_EVENT},\"Timestamp\":\"");
-        self.timestamp.write_to(out);
+        write_head(out, LISTENER_CHANGE_EVENT, &self.timestamp, "");
         let _ = write!(
             out,
-            "\",\"UUID\":\"\",\"ID\":null,\"Listener\":{{\"Change\":\"{}\",\"Proto\":",
+            "null,\"Listener\":{{\"Change\":\"{}\",\"Proto\":",
             self.change.as_str()
         );
         write_go_string(out, &self.proto);
@@ -94,21 +94,16 @@ impl ListenerEvent {
 
     /// The event as one protocol line, newline included.
     pub fn to_json_line(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        self.write_json(&mut out);
-        out.push(b'\n');
-        out
+        json_line(|out| self.write_json(out))
     }
 
     /// Parses one line whose `Event` is [`LISTENER_CHANGE_EVENT`].
     pub fn from_json(line: &[u8]) -> Result<Self, EventError> {
         let raw: RawListenerEvent = serde_json::from_slice(line)?;
-        if raw.event != LISTENER_CHANGE_EVENT {
-            return Err(EventError::UnknownEvent(raw.event));
-        }
+        let timestamp = expect_kind(raw.event, LISTENER_CHANGE_EVENT, &raw.timestamp)?;
         let l = raw.listener;
         Ok(ListenerEvent {
-            timestamp: Timestamp::parse(&raw.timestamp)?,
+            timestamp,
             change: ListenerChangeKind::parse(&l.change)?,
             proto: l.proto,
             family: l.family,
@@ -154,7 +149,7 @@ struct RawListener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventsocket::FlowEvent;
+    use crate::FlowEvent;
 
     fn sample() -> ListenerEvent {
         ListenerEvent {

@@ -6,11 +6,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use tcp_info::archive::{ArchivalRecord, ArchiveReader};
+use tcpinfo_archive::{ArchivalRecord, ArchiveReader};
 
 fn round_trip(name: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/mlab")
+        .join("../testdata/mlab")
         .join(name);
     let mut original = Vec::new();
     zstd::stream::read::Decoder::new(File::open(&path).unwrap())

@@ -3,9 +3,9 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use serde::Deserialize;
 
-use super::timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
+use crate::record_buf::RecordBuf;
+use crate::timestamp::{Timestamp, TimestampError, GO_ZERO_TIME};
 
 /// The first line of every archive file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,81 +43,25 @@ pub enum RecordError {
     Timestamp(#[from] TimestampError),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawRecord<'a> {
-    #[serde(borrow)]
-    timestamp: Option<&'a str>,
-    #[serde(rename = "RawIDM", borrow)]
-    raw_idm: Option<&'a str>,
-    #[serde(borrow)]
-    attributes: Option<Vec<Option<&'a str>>>,
-    #[serde(borrow)]
-    metadata: Option<RawMetadata<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RawMetadata<'a> {
-    #[serde(rename = "UUID", default)]
-    uuid: String,
-    #[serde(rename = "Sequence", default)]
-    sequence: u64,
-    #[serde(rename = "StartTime", borrow)]
-    start_time: Option<&'a str>,
-}
-
-fn decode(field: &'static str, text: &str) -> Result<Vec<u8>, RecordError> {
-    BASE64
-        .decode(text)
-        .map_err(|source| RecordError::Base64 { field, source })
-}
-
-fn timestamp_or_zero(text: Option<&str>) -> Result<Timestamp, RecordError> {
-    Ok(Timestamp::parse(text.unwrap_or(GO_ZERO_TIME))?)
-}
-
 impl ArchivalRecord {
-    /// Parses one JSON line.
+    /// Parses one JSON line, with Go's `encoding/json` semantics (see
+    /// [`RecordBuf`], the decoder every reader shares).
     pub fn from_json(line: &[u8]) -> Result<Self, RecordError> {
-        let raw: RawRecord = serde_json::from_slice(line)?;
-        let raw_idm = match raw.raw_idm {
-            Some(s) => decode("RawIDM", s)?,
-            None => Vec::new(),
-        };
-        let attributes = raw
-            .attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.map(|s| decode("Attributes", s)).transpose())
-            .collect::<Result<_, _>>()?;
-        let metadata = match raw.metadata {
-            Some(m) => Some(Metadata {
-                uuid: m.uuid,
-                sequence: m.sequence,
-                start_time: timestamp_or_zero(m.start_time)?,
-            }),
-            None => None,
-        };
-        Ok(ArchivalRecord {
-            timestamp: timestamp_or_zero(raw.timestamp)?,
-            raw_idm,
-            attributes,
-            metadata,
-        })
+        let mut buf = RecordBuf::new();
+        buf.parse(line)?;
+        Ok(buf.to_record())
     }
 
     /// Appends this record as one JSON line (with `\n`), byte-identical to
     /// what the Go tool writes for the same record.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut ts = Vec::with_capacity(40);
-        self.timestamp.write_to(&mut ts);
-        let ts = std::str::from_utf8(&ts).unwrap_or(GO_ZERO_TIME);
+        let ts = self.timestamp.rfc3339();
         match &self.metadata {
             Some(m) if self.raw_idm.is_empty() && self.attributes.is_empty() => {
                 write_metadata_line(out, m);
             }
             _ => {
-                write_line_start(out, ts);
+                write_line_start(out, ts.as_str());
                 if !self.raw_idm.is_empty() {
                     write_raw_idm(out, &self.raw_idm);
                 }

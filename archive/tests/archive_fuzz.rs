@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use proptest::prelude::*;
-use tcp_info::archive::{csv, ArchiveReader, CsvConverter};
+use tcpinfo_archive::{csv, ArchiveReader, CsvConverter};
 
 /// Runs the whole pipeline on `input`; returns (rows, failed).
 fn convert(input: &[u8]) -> (Vec<u8>, bool) {
@@ -54,7 +54,7 @@ fn assert_whole_rows(rows: &[u8]) {
 
 fn fixture_lines() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/mlab/ndt-jdczh_1553815964_00000000000003E8.00183.jsonl.zst");
+        .join("../testdata/mlab/ndt-jdczh_1553815964_00000000000003E8.00183.jsonl.zst");
     let mut out = Vec::new();
     zstd::stream::read::Decoder::new(std::fs::File::open(path).unwrap())
         .unwrap()
@@ -65,13 +65,13 @@ fn fixture_lines() -> Vec<u8> {
 
 fn b64(bytes: &[u8]) -> String {
     let mut v = Vec::new();
-    tcp_info::archive::push_base64(&mut v, bytes);
+    tcpinfo_archive::push_base64(&mut v, bytes);
     String::from_utf8(v).unwrap()
 }
 
 #[test]
 fn regression_corpus_does_not_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fuzz");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -145,7 +145,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_behind_zstd_magic_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let mut input = tcp_info::archive::ZSTD_MAGIC.to_vec();
+        let mut input = tcpinfo_archive::ZSTD_MAGIC.to_vec();
         input.extend_from_slice(&bytes);
         let (rows, _) = convert(&input);
         assert_whole_rows(&rows);

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::event::{EventError, FlowEvent};
-use super::listener_event::{ListenerEvent, LISTENER_CHANGE_EVENT};
-use super::subscription::{Subscribed, SUBSCRIBED_EVENT};
+use crate::event::{EventError, FlowEvent};
+use crate::listener_event::{ListenerEvent, LISTENER_CHANGE_EVENT};
+use crate::subscription::{Subscribed, SUBSCRIBED_EVENT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -16,9 +16,10 @@
 use std::io::Write as _;
 
 use serde::Deserialize;
+use tcpinfo_archive::Timestamp;
 
-use super::event::EventError;
-use crate::archive::Timestamp;
+use crate::event::EventError;
+use crate::go_json::{expect_kind, json_line, write_head};
 
 /// The protocol's `Event` integer for a subscription acknowledgement.
 pub const SUBSCRIBED_EVENT: i64 = 3;
@@ -26,7 +27,7 @@ pub const SUBSCRIBED_EVENT: i64 = 3;
 /// An event kind a client may opt in to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subscription {
-    /// [`super::ListenerEvent`]s: listening tuples opened and closed.
+    /// [`crate::ListenerEvent`]s: listening tuples opened and closed.
     ListenerChange,
 }
 
@@ -52,15 +53,22 @@ impl Subscription {
 
 /// The request line (newline included) that subscribes to `kinds`.
 pub fn subscription_request(kinds: &[Subscription]) -> Vec<u8> {
-    let mut out = b"{\"Subscribe\":[".to_vec();
+    let mut out = b"{\"Subscribe\":".to_vec();
+    write_names(&mut out, kinds);
+    out.extend_from_slice(b"}\n");
+    out
+}
+
+/// `["ListenerChange",…]`.
+fn write_names(out: &mut Vec<u8>, kinds: &[Subscription]) {
+    out.push(b'[');
     for (i, kind) in kinds.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let _ = write!(out, "\"{}\"", kind.name());
     }
-    out.extend_from_slice(b"]}\n");
-    out
+    out.push(b']');
 }
 
 /// A parsed request: the known kinds asked for, and the names not known.
@@ -109,31 +117,25 @@ pub struct Subscribed {
 }
 
 impl Subscribed {
-    /// The acknowledgement as one protocol line, newline included. `UUID`
-    /// and `ID` are there so the line has a Go `FlowEvent`'s shape.
+    /// Appends the acknowledgement's JSON object (no newline) to `out`.
+    /// `UUID` and `ID` are there so the line has a Go `FlowEvent`'s shape.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_head(out, SUBSCRIBED_EVENT, &self.timestamp, "");
+        out.extend_from_slice(b"null,\"Subscribed\":");
+        write_names(out, &self.kinds);
+        out.push(b'}');
+    }
+
+    /// The acknowledgement as one protocol line, newline included.
     pub fn to_json_line(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        let _ = write!(out, "{{\"Event\":{SUBSCRIBED_EVENT},\"Timestamp\":\"");
-        self.timestamp.write_to(&mut out);
-        out.extend_from_slice(b"\",\"UUID\":\"\",\"ID\":null,\"Subscribed\":[");
-        for (i, kind) in self.kinds.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let _ = write!(out, "\"{}\"", kind.name());
-        }
-        out.extend_from_slice(b"]}\n");
-        out
+        json_line(|out| self.write_json(out))
     }
 
     /// Parses one line whose `Event` is [`SUBSCRIBED_EVENT`].
     pub fn from_json(line: &[u8]) -> Result<Self, EventError> {
         let raw: RawSubscribed = serde_json::from_slice(line)?;
-        if raw.event != SUBSCRIBED_EVENT {
-            return Err(EventError::UnknownEvent(raw.event));
-        }
         Ok(Subscribed {
-            timestamp: Timestamp::parse(&raw.timestamp)?,
+            timestamp: expect_kind(raw.event, SUBSCRIBED_EVENT, &raw.timestamp)?,
             kinds: raw
                 .subscribed
                 .iter()

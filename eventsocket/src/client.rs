@@ -1,9 +1,9 @@
 //! A client of the event socket: connect, read `FlowEvent`s line by line,
-//! or hand them to a [`Handler`]. Works against this crate's server and
+//! or hand them to a [`Handler`]. Works against tcp-info's server and
 //! M-Lab's Go server alike.
 //!
 //! ```no_run
-//! use tcp_info::eventsocket::{client, FlowEvent};
+//! use tcpinfo_eventsocket::{client, FlowEvent};
 //!
 //! struct Log;
 //! impl client::Handler for Log {
@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::event::{EventError, FlowEvent, TcpEvent};
-use super::line::Event;
-use super::listener_event::ListenerEvent;
-use super::subscription::{subscription_request, Subscribed, Subscription};
+use crate::event::{EventError, FlowEvent, TcpEvent};
+use crate::line::Event;
+use crate::listener_event::ListenerEvent;
+use crate::subscription::{subscription_request, Subscribed, Subscription};
 
 /// Longest accepted line, as Go's `bufio.Scanner` default: an event is a
 /// few hundred bytes, so anything longer is not the protocol.

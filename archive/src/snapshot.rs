@@ -22,8 +22,8 @@ use inetdiag::{
     INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_VEGASINFO,
 };
 
-use super::record_buf::RecordBuf;
-use super::timestamp::Timestamp;
+use crate::record_buf::RecordBuf;
+use crate::timestamp::Timestamp;
 
 /// Why a record is not a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -362,11 +362,10 @@ pub fn attribute_bit(kind: usize) -> u32 {
     }
 }
 
-fn first_byte(b: &[u8]) -> (Option<u8>, bool) {
-    match b.first() {
-        Some(&v) => (Some(v), true),
-        None => (None, false),
-    }
+/// A one-byte attribute into its field; whether there was a byte.
+fn first_byte(field: &mut Option<u8>, raw: &[u8]) -> bool {
+    *field = raw.first().copied();
+    field.is_some()
 }
 
 impl<'a> Snapshot<'a> {
@@ -423,34 +422,18 @@ impl<'a> Snapshot<'a> {
                     }
                     None => false,
                 },
-                INET_DIAG_TOS => {
-                    let (v, ok) = first_byte(raw);
-                    s.tos = v;
-                    ok
-                }
-                INET_DIAG_TCLASS => {
-                    let (v, ok) = first_byte(raw);
-                    s.tclass = v;
-                    ok
-                }
+                INET_DIAG_TOS => first_byte(&mut s.tos, raw),
+                INET_DIAG_TCLASS => first_byte(&mut s.tclass, raw),
                 INET_DIAG_SKMEMINFO => {
                     s.sk_mem_info = Some(SkMeminfo::parse(raw));
                     fits(SKMEMINFO_LEN)
                 }
-                INET_DIAG_SHUTDOWN => {
-                    let (v, ok) = first_byte(raw);
-                    s.shutdown = v;
-                    ok
-                }
+                INET_DIAG_SHUTDOWN => first_byte(&mut s.shutdown, raw),
                 INET_DIAG_DCTCPINFO => {
                     s.dctcp_info = Some(TcpDctcpInfo::parse(raw));
                     fits(DCTCP_LEN)
                 }
-                INET_DIAG_PROTOCOL => {
-                    let (v, ok) = first_byte(raw);
-                    s.protocol = v;
-                    ok
-                }
+                INET_DIAG_PROTOCOL => first_byte(&mut s.protocol, raw),
                 INET_DIAG_MARK => match <[u8; 4]>::try_from(raw) {
                     Ok(b) => {
                         s.mark = Some(u32::from_ne_bytes(b));
@@ -517,7 +500,7 @@ mod tests {
 
     fn b64(bytes: &[u8]) -> String {
         let mut v = Vec::new();
-        crate::archive::push_base64(&mut v, bytes);
+        crate::push_base64(&mut v, bytes);
         String::from_utf8(v).unwrap()
     }
 

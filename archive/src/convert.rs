@@ -3,11 +3,11 @@
 
 use std::io::{self, Read};
 
-use super::csv::write_row;
-use super::reader::{ArchiveReader, ReadError};
-use super::record::RecordError;
-use super::record_buf::RecordBuf;
-use super::snapshot::{Snapshot, SnapshotError};
+use crate::csv::write_row;
+use crate::reader::{ArchiveReader, ReadError};
+use crate::record::RecordError;
+use crate::record_buf::RecordBuf;
+use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Why converting an archive stopped. Every variant but `Output` names the
 /// archive and the line, and displays as one line: `<name>:<line>: <why>`.

@@ -21,10 +21,8 @@
 //!   printed signed 64-bit, `tcpi_segs_in/out` signed 32-bit (Go declares
 //!   them so for BigQuery), which is why an unset pacing rate shows -1.
 
-use chrono::{Datelike, Timelike};
-
-use super::snapshot::Snapshot;
-use super::timestamp::Timestamp;
+use crate::snapshot::Snapshot;
+use crate::timestamp::Timestamp;
 
 /// The header line, with its newline.
 pub const HEADER: &str = "Timestamp,Observed,NotFullyParsed,\
@@ -97,7 +95,7 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
 
     match &s.tcp_info {
         Some(t) => {
-            for v in [
+            row.nums([
                 t.state,
                 t.ca_state,
                 t.retransmits,
@@ -106,10 +104,8 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
                 t.options,
                 t.wscale,
                 t.app_limited,
-            ] {
-                row.num(v);
-            }
-            for v in [
+            ]);
+            row.nums([
                 t.rto,
                 t.ato,
                 t.snd_mss,
@@ -134,47 +130,34 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
                 t.rcv_rtt,
                 t.rcv_space,
                 t.total_retrans,
-            ] {
-                row.num(v);
-            }
-            for v in [
+            ]);
+            row.nums(as_go_int64([
                 t.pacing_rate,
                 t.max_pacing_rate,
                 t.bytes_acked,
                 t.bytes_received,
-            ] {
-                row.num(v as i64);
-            }
-            row.num(t.segs_out as i32);
-            row.num(t.segs_in as i32);
-            for v in [t.notsent_bytes, t.min_rtt, t.data_segs_in, t.data_segs_out] {
-                row.num(v);
-            }
-            for v in [
+            ]));
+            row.nums([t.segs_out, t.segs_in].map(|v| v as i32));
+            row.nums([t.notsent_bytes, t.min_rtt, t.data_segs_in, t.data_segs_out]);
+            row.nums(as_go_int64([
                 t.delivery_rate,
                 t.busy_time,
                 t.rwnd_limited,
                 t.sndbuf_limited,
-            ] {
-                row.num(v as i64);
-            }
-            row.num(t.delivered);
-            row.num(t.delivered_ce);
-            row.num(t.bytes_sent as i64);
-            row.num(t.bytes_retrans as i64);
-            for v in [t.dsack_dups, t.reord_seen, t.rcv_ooopack, t.snd_wnd] {
-                row.num(v);
-            }
+            ]));
+            row.nums([t.delivered, t.delivered_ce]);
+            row.nums(as_go_int64([t.bytes_sent, t.bytes_retrans]));
+            row.nums([t.dsack_dups, t.reord_seen, t.rcv_ooopack, t.snd_wnd]);
         }
         None => row.empty(TCP_COLUMNS),
     }
 
     match &s.mem_info {
-        Some(m) => row.nums(&[m.rmem, m.wmem, m.fmem, m.tmem]),
+        Some(m) => row.nums([m.rmem, m.wmem, m.fmem, m.tmem]),
         None => row.empty(4),
     }
     match &s.sk_mem_info {
-        Some(m) => row.nums(&[
+        Some(m) => row.nums([
             m.rmem_alloc,
             m.rcvbuf,
             m.wmem_alloc,
@@ -188,26 +171,32 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
         None => row.empty(9),
     }
     match &s.vegas_info {
-        Some(v) => row.nums(&[v.enabled, v.rtt_count, v.rtt, v.min_rtt]),
+        Some(v) => row.nums([v.enabled, v.rtt_count, v.rtt, v.min_rtt]),
         None => row.empty(4),
     }
     match &s.dctcp_info {
         Some(d) => {
             row.num(d.enabled);
             row.num(d.ce_state);
-            row.nums(&[d.alpha, d.ab_ecn, d.ab_tot]);
+            row.nums([d.alpha, d.ab_ecn, d.ab_tot]);
         }
         None => row.empty(5),
     }
     match &s.bbr_info {
         Some(b) => {
             row.num(b.bw as i64);
-            row.nums(&[b.min_rtt, b.pacing_gain, b.cwnd_gain]);
+            row.nums([b.min_rtt, b.pacing_gain, b.cwnd_gain]);
         }
         None => row.empty(4),
     }
     row.push(b'\n');
     row.finish();
+}
+
+/// Counters Go declares `int64` (see the module comment): the same bits,
+/// read signed.
+fn as_go_int64<const N: usize>(values: [u64; N]) -> [i64; N] {
+    values.map(|v| v as i64)
 }
 
 /// Where cells are written: a `Vec`, or a [`Row`].
@@ -284,8 +273,8 @@ impl<'o> Row<'o> {
         self.pos += len;
     }
 
-    fn nums(&mut self, vs: &[u32]) {
-        for &v in vs {
+    fn nums<T: Into<Decimal>>(&mut self, vs: impl IntoIterator<Item = T>) {
+        for v in vs {
             self.num(v);
         }
     }
@@ -372,64 +361,12 @@ fn push_decimal(out: &mut impl Sink, v: u64) {
 }
 
 /// Go's `time.RFC3339Nano`, or the placeholder for the zero time.
-// `u32::is_multiple_of` is newer than the workspace's rust-version (1.80).
-#[allow(clippy::manual_is_multiple_of)]
 fn write_timestamp(out: &mut impl Sink, ts: &Timestamp) {
     if ts.is_go_zero() {
         out.extend(ZERO_TIME_PLACEHOLDER.as_bytes());
-        return;
-    }
-    let t = ts.as_datetime();
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        // Unreachable from RFC 3339 text; keep the general formatter.
-        let mut text = Vec::new();
-        ts.write_to(&mut text);
-        out.extend(&text);
-        return;
-    }
-    push_digits(out, year as u32, 4);
-    out.push(b'-');
-    push_digits(out, t.month(), 2);
-    out.push(b'-');
-    push_digits(out, t.day(), 2);
-    out.push(b'T');
-    push_digits(out, t.hour(), 2);
-    out.push(b':');
-    push_digits(out, t.minute(), 2);
-    out.push(b':');
-    push_digits(out, t.second(), 2);
-    let mut nanos = t.nanosecond() % 1_000_000_000;
-    if nanos != 0 {
-        let mut digits = 9;
-        while nanos % 10 == 0 {
-            nanos /= 10;
-            digits -= 1;
-        }
-        out.push(b'.');
-        push_digits(out, nanos, digits);
-    }
-    let offset = t.offset().local_minus_utc();
-    if offset == 0 {
-        out.push(b'Z');
     } else {
-        out.push(if offset < 0 { b'-' } else { b'+' });
-        let abs = offset.unsigned_abs();
-        push_digits(out, abs / 3600, 2);
-        out.push(b':');
-        push_digits(out, (abs / 60) % 60, 2);
+        out.extend(ts.rfc3339().as_bytes());
     }
-}
-
-/// `v` as exactly `width` decimal digits (zero-padded, high digits cut).
-fn push_digits(out: &mut impl Sink, mut v: u32, width: usize) {
-    let mut digits = [b'0'; 9];
-    let width = width.min(digits.len());
-    for slot in digits[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    out.extend(&digits[..width]);
 }
 
 fn write_upper_hex(out: &mut impl Sink, v: u64) {

@@ -1,0 +1,181 @@
+//! Go's flag syntax rewritten into the form clap parses.
+//!
+//! Go's `flag` package reads `-name`, `--name` (the same), `-name=value`
+//! and `-name value`, except that a boolean never takes the next argument
+//! (`-verbose false` is the flag and then a stray argument). Parsing stops
+//! at `--` or at the first argument that is not a flag; the rest is left
+//! as it is. Every flag is rewritten to clap's `--name` / `--name=value`,
+//! the separate value joined to its flag so that a value starting with `-`
+//! stays a value, as in Go.
+
+use clap::{Arg, Command, Parser};
+
+/// Parses `args` (program name first) Go-style into `P`.
+pub fn try_parse<P: Parser>(
+    args: impl IntoIterator<Item = impl Into<String>>,
+) -> Result<P, clap::Error> {
+    P::try_parse_from(go_style_args(P::command(), args))
+}
+
+/// Rewrites `args` (program name first) for `command`. A boolean is a flag
+/// whose action takes no value (`SetTrue`, help, version), or whose one
+/// optional value must be attached with `=` (`num_args(0..=1)` with
+/// `require_equals`, for `-flag=false`).
+pub fn go_style_args(
+    mut command: Command,
+    args: impl IntoIterator<Item = impl Into<String>>,
+) -> Vec<String> {
+    // Building adds clap's own flags (help, version) to the definitions.
+    command.build();
+    let mut args = args.into_iter().map(Into::into);
+    let mut out: Vec<String> = args.next().into_iter().collect();
+    while let Some(arg) = args.next() {
+        if arg == "--" || arg.len() < 2 || !arg.starts_with('-') {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        let body = arg.strip_prefix("--").unwrap_or(&arg[1..]);
+        let (name, value) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        if name.is_empty() || name.starts_with('-') {
+            // Go's "bad flag syntax"; clap rejects it unchanged.
+            out.push(arg);
+            continue;
+        }
+        if !arg.starts_with("--") && name.chars().count() == 1 {
+            // A one-letter flag is clap's short form (-h, -V): left as it is.
+            let short = name.chars().next();
+            let separate = value.is_none()
+                && command
+                    .get_arguments()
+                    .find(|a| a.get_short() == short)
+                    .is_some_and(|a| !is_boolean(a));
+            out.push(arg);
+            if separate {
+                out.extend(args.next());
+            }
+            continue;
+        }
+        let value = match value {
+            Some(value) => Some(value.to_owned()),
+            None if long_arg(&command, name).is_some_and(|a| !is_boolean(a)) => args.next(),
+            None => None,
+        };
+        out.push(match value {
+            Some(value) => format!("--{name}={value}"),
+            None => format!("--{name}"),
+        });
+    }
+    out
+}
+
+/// The argument `--name` refers to, by its long name or an alias.
+fn long_arg<'c>(command: &'c Command, name: &str) -> Option<&'c Arg> {
+    command.get_arguments().find(|a| {
+        a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|all| all.contains(&name))
+    })
+}
+
+/// A Go boolean (see [`go_style_args`]): never takes the next argument.
+fn is_boolean(arg: &Arg) -> bool {
+    let optional_attached =
+        arg.is_require_equals_set() && arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+    !arg.get_action().takes_values() || optional_attached
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ArgAction;
+
+    fn command() -> Command {
+        Command::new("prog")
+            .arg(Arg::new("output").long("output"))
+            .arg(Arg::new("prom").long("listen").alias("prom"))
+            .arg(
+                Arg::new("verbose")
+                    .long("verbose")
+                    .action(ArgAction::SetTrue),
+            )
+            .arg(
+                Arg::new("exclude")
+                    .long("exclude")
+                    .action(ArgAction::Set)
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true"),
+            )
+            .arg(Arg::new("level").short('l'))
+    }
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        let mut all = vec!["prog"];
+        all.extend_from_slice(args);
+        go_style_args(command(), all)
+    }
+
+    #[test]
+    fn every_go_form_becomes_clap_long_form() {
+        for args in [
+            &["-output=x"][..],
+            &["-output", "x"],
+            &["--output", "x"],
+            &["--output=x"],
+        ] {
+            assert_eq!(rewrite(args), ["prog", "--output=x"], "{args:?}");
+        }
+        assert_eq!(rewrite(&["-prom", ":9000"]), ["prog", "--prom=:9000"]);
+        // A separate value is taken whatever it looks like, as Go does.
+        assert_eq!(rewrite(&["-output", "-x"]), ["prog", "--output=-x"]);
+        assert_eq!(rewrite(&["-output", "--"]), ["prog", "--output=--"]);
+        assert_eq!(rewrite(&["-output"]), ["prog", "--output"]);
+    }
+
+    #[test]
+    fn booleans_come_from_the_definitions_and_never_take_the_next_argument() {
+        let cmd = {
+            let mut c = command();
+            c.build();
+            c
+        };
+        let boolean = |name: &str| is_boolean(long_arg(&cmd, name).unwrap());
+        assert!(boolean("verbose") && boolean("exclude") && boolean("help"));
+        assert!(!boolean("output") && !boolean("prom"));
+        assert_eq!(
+            rewrite(&["-verbose", "-exclude=false", "-output", "o"]),
+            ["prog", "--verbose", "--exclude=false", "--output=o"]
+        );
+        assert_eq!(
+            rewrite(&["-exclude", "false", "-output=o"]),
+            ["prog", "--exclude", "false", "-output=o"]
+        );
+        assert_eq!(rewrite(&["-help"]), ["prog", "--help"]);
+    }
+
+    #[test]
+    fn rewriting_stops_at_double_dash_or_the_first_non_flag() {
+        assert_eq!(
+            rewrite(&["-verbose", "--", "-output=x"]),
+            ["prog", "--verbose", "--", "-output=x"]
+        );
+        assert_eq!(
+            rewrite(&["stray", "-output=x"]),
+            ["prog", "stray", "-output=x"]
+        );
+        assert_eq!(rewrite(&["-", "-output=x"]), ["prog", "-", "-output=x"]);
+    }
+
+    #[test]
+    fn short_flags_and_bad_syntax_pass_through() {
+        assert_eq!(rewrite(&["-h"]), ["prog", "-h"]);
+        assert_eq!(
+            rewrite(&["-l", "-3", "-verbose"]),
+            ["prog", "-l", "-3", "--verbose"]
+        );
+        assert_eq!(rewrite(&["---x", "-=y"]), ["prog", "---x", "-=y"]);
+        assert_eq!(rewrite(&["-nope", "v"]), ["prog", "--nope", "v"]);
+    }
+}
