@@ -2,15 +2,27 @@
 //! each connection's history as zstd-compressed JSONL, compatible with
 //! M-Lab's Go tcp-info.
 //!
-//! Layers (each depends only on those below it):
-//! `main` → `collector` / `saver` / `metrics` → `policy` → `exposure` → `cache` /
-//! `compare` / `archive` / `exclusion` → `inetdiag`.
+//! Layers: a module depends only on modules of later layers (no cycles).
+//!
+//! 1. `main` (wiring), `config` (flags).
+//! 2. `metrics`: renders what the layers below published; the HTTP server.
+//! 3. `policy`, `listener_events`.
+//! 4. `exposure`, `flow_events`: observers of the poll, publishing immutable
+//!    summaries.
+//! 5. `collector`: the poller.
+//! 6. `saver`, `cache`, `eventsocket`.
+//! 7. `log`, `exclusion`, `compare`.
+//! 8. `archive`, `address`, `clock`, `lock`, `series_cap`, `stats`; then
+//!    the `inetdiag` crate.
 
+pub mod address;
 pub mod archive;
+pub mod clock;
 pub mod compare;
 pub mod config;
 pub mod eventsocket;
 pub mod exclusion;
+pub mod lock;
 #[macro_use]
 pub mod log;
 pub mod cache;
@@ -21,4 +33,5 @@ pub mod listener_events;
 pub mod metrics;
 pub mod policy;
 pub mod saver;
+pub mod series_cap;
 pub mod stats;

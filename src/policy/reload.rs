@@ -5,43 +5,42 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Reply};
 
-use super::Metrics;
-use crate::exclusion::canonical;
-use crate::policy::PolicyError;
+use super::{ActivePolicy, PolicyError};
 
 type Answer = warp::reply::WithStatus<String>;
 
-pub(crate) fn route(
-    metrics: Arc<Metrics>,
-) -> impl Filter<Extract = (Box<dyn Reply>,), Error = Rejection> + Clone + Send + Sync + 'static {
+/// The route, for the metrics server to serve beside `/metrics`. Without
+/// a policy (no `-listen-policy`) it is there all the same, and says so.
+pub fn route(policy: Option<Arc<ActivePolicy>>) -> BoxedFilter<(Box<dyn Reply>,)> {
     warp::path!("-" / "reload")
         .and(warp::post())
         .and(warp::addr::remote())
         .then(move |remote: Option<SocketAddr>| {
-            let metrics = Arc::clone(&metrics);
-            async move { Box::new(reload(metrics, remote).await) as Box<dyn Reply> }
+            let policy = policy.clone();
+            async move { Box::new(reload(policy, remote).await) as Box<dyn Reply> }
         })
+        .boxed()
 }
 
 fn answer(status: StatusCode, body: String) -> Answer {
     warp::reply::with_status(body, status)
 }
 
-async fn reload(metrics: Arc<Metrics>, remote: Option<SocketAddr>) -> Answer {
+async fn reload(policy: Option<Arc<ActivePolicy>>, remote: Option<SocketAddr>) -> Answer {
     // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
-    if !remote.is_some_and(|r| canonical(r.ip()).is_loopback()) {
-        let who = remote.map_or("an unknown address".to_owned(), |r| {
-            canonical(r.ip()).to_string()
-        });
+    let client = remote.map(|r| r.ip().to_canonical());
+    if !client.is_some_and(|ip| ip.is_loopback()) {
+        let who = client.map_or("an unknown address".to_owned(), |ip| ip.to_string());
         return answer(
             StatusCode::FORBIDDEN,
             format!("reload refused: only loopback clients may reload, not {who}\n"),
         );
     }
-    let Some(policy) = metrics.listen_policy().cloned() else {
+    let Some(policy) = policy else {
         return answer(
             StatusCode::NOT_FOUND,
             "nothing to reload: the agent runs without -listen-policy\n".into(),
