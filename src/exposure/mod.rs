@@ -21,6 +21,6 @@ pub mod summary;
 pub mod worker;
 
 pub use inventory::{InventoryBuilder, TcpInventory};
-pub use observer::{InventoryObserver, INVENTORY_INTERVAL};
+pub use observer::InventoryObserver;
 pub use summary::{ExposureSummary, SummaryCell};
 pub use worker::ExposureWorker;
