@@ -7,20 +7,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser};
 
-use crate::exposure::cidr::Cidr;
+use crate::address::Cidr;
+pub use crate::exclusion::Anonymization;
 use crate::exposure::remote::DEFAULT_MAX_SERIES;
-
-/// How addresses are anonymized in archives and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Anonymization {
-    /// Addresses are written as the kernel reports them.
-    None,
-    /// Addresses other than the host's own are zeroed to /24 (IPv4) or /64
-    /// (IPv6).
-    Netblock,
-}
 
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -5,7 +5,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use inetdiag::InetDiagMsg;
 
-use crate::config::{Anonymization, Config};
+/// How addresses are anonymized in archives and events (the values of
+/// `-anonymize.ip`, whose help lists these comments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Anonymization {
+    /// Addresses are written as the kernel reports them.
+    None,
+    /// Addresses other than the host's own are zeroed to /24 (IPv4) or /64
+    /// (IPv6).
+    Netblock,
+}
 
 /// The archive's exclusion rules.
 #[derive(Debug, Clone, Default)]
@@ -17,7 +26,7 @@ pub struct Exclusion {
 
 impl Exclusion {
     pub fn new(exclude_local: bool, srcports: Vec<u16>, dstips: Vec<IpAddr>) -> Self {
-        let dstips = dstips.into_iter().map(canonical).collect();
+        let dstips = dstips.into_iter().map(|ip| ip.to_canonical()).collect();
         Self {
             exclude_local,
             srcports,
@@ -25,39 +34,19 @@ impl Exclusion {
         }
     }
 
-    pub fn from_config(config: &Config) -> Self {
-        Self::new(
-            config.exclude_local,
-            config.exclude_srcport.clone(),
-            config.exclude_dstip.clone(),
-        )
-    }
-
     /// Whether the connection is left out of archives and events.
     pub fn excludes(&self, msg: &InetDiagMsg) -> bool {
-        let (src, dst) = (canonical(msg.src()), canonical(msg.dst()));
+        let (src, dst) = (msg.src().to_canonical(), msg.dst().to_canonical());
         (self.exclude_local && (is_non_routable(src) || is_non_routable(dst)))
             || self.srcports.contains(&msg.sport())
             || self.dstips.contains(&dst)
     }
 }
 
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how dual-stack sockets
-/// report IPv4 peers) as the IPv4 address it carries.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
-
 /// Loopback, link-local, multicast or unspecified: addresses whose
 /// connections say nothing about the host's traffic with the world.
 pub fn is_non_routable(ip: IpAddr) -> bool {
-    match canonical(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
             v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_unspecified()
         }
@@ -110,7 +99,8 @@ impl Anonymizer {
                     if let Some(v4) = s.as_sockaddr_in() {
                         Some(IpAddr::V4(v4.ip()))
                     } else {
-                        s.as_sockaddr_in6().map(|v6| canonical(IpAddr::V6(v6.ip())))
+                        s.as_sockaddr_in6()
+                            .map(|v6| IpAddr::V6(v6.ip()).to_canonical())
                     }
                 })
                 .collect();
@@ -123,10 +113,10 @@ impl Anonymizer {
             return 0;
         }
         let mut mask = 0;
-        if !self.local.contains(&canonical(msg.src())) {
+        if !self.local.contains(&msg.src().to_canonical()) {
             mask |= ANONYMIZE_SRC;
         }
-        if !self.local.contains(&canonical(msg.dst())) {
+        if !self.local.contains(&msg.dst().to_canonical()) {
             mask |= ANONYMIZE_DST;
         }
         mask

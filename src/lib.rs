@@ -2,15 +2,27 @@
 //! each connection's history as zstd-compressed JSONL, compatible with
 //! M-Lab's Go tcp-info.
 //!
-//! Layers (each depends only on those below it):
-//! `main` → `collector` / `saver` / `metrics` → `policy` → `exposure` → `cache` /
-//! `compare` / `exclusion` → the `tcpinfo_archive` (format) and
-//! `tcpinfo_eventsocket` (protocol) crates → `inetdiag`.
+//! Layers: a module depends only on modules of later layers (no cycles).
+//!
+//! 1. `main` (wiring), `config` (flags).
+//! 2. `metrics`: renders what the layers below published; the HTTP server.
+//! 3. `policy`, `listener_events`.
+//! 4. `exposure`, `flow_events`: observers of the poll, publishing immutable
+//!    summaries.
+//! 5. `poller`: the polling loop, over inetdiag's `DumpSource` seam.
+//! 6. `saver`, `cache`, `eventsocket` (the server).
+//! 7. `log`, `exclusion`, `compare`.
+//! 8. `address`, `clock`, `lock`, `series_cap`, `stats`; then the crates
+//!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
+//!    `inetdiag` (kernel ABI).
 
+pub mod address;
+pub mod clock;
 pub mod compare;
 pub mod config;
 pub mod eventsocket;
 pub mod exclusion;
+pub mod lock;
 #[macro_use]
 pub mod log;
 pub mod cache;
@@ -21,4 +33,5 @@ pub mod metrics;
 pub mod policy;
 pub mod poller;
 pub mod saver;
+pub mod series_cap;
 pub mod stats;

@@ -2,17 +2,14 @@
 //! repeat on hot paths.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clock::unix_millis;
 
 /// Prints one line with a UTC timestamp.
 pub fn line(msg: std::fmt::Arguments) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
     eprintln!(
         "{} {}",
-        tcpinfo_archive::Timestamp::from_unix_millis(now),
+        tcpinfo_archive::Timestamp::from_unix_millis(unix_millis()),
         msg
     );
 }
@@ -31,13 +28,6 @@ pub struct RateLimit {
     window_start_ms: AtomicU64,
     used: AtomicU64,
     suppressed: AtomicU64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl RateLimit {
@@ -59,7 +49,8 @@ impl RateLimit {
 
     /// `Some(suppressed count)` when a message may be printed now.
     pub fn check(&self) -> Option<u64> {
-        let now = now_ms();
+        // Never negative: a clock before 1970 reads as 0.
+        let now = unix_millis() as u64;
         let start = self.window_start_ms.load(Relaxed);
         if (start == 0 || now.saturating_sub(start) >= self.period_ms)
             && self

@@ -1,5 +1,6 @@
 //! The `tcp-info` agent: flags, wiring, signals.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,17 +11,17 @@ use inetdiag::DiagSocket;
 use tcp_info::config::{CheckConfig, Config, Invocation};
 use tcp_info::eventsocket::{Publisher, Server as EventServer};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
-use tcp_info::exposure::cidr::PeerFilter;
+use tcp_info::exposure::peers::PeerFilter;
 use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
 use tcp_info::exposure::worker::{ListenerHook, WorkerHooks};
-use tcp_info::exposure::ExposureWorker;
+use tcp_info::exposure::{ExposureWorker, SummaryCell};
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::listener_events::ListenerEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::poller::{PollObserver, Poller, PollerConfig};
-use tcp_info::saver::{self, naming, SaverConfig};
+use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
 use tcp_info::stats::Stats;
 
 fn main() -> ExitCode {
@@ -52,7 +53,7 @@ fn check(c: CheckConfig) -> ExitCode {
 }
 
 /// Loads `-listen-policy` and re-reads it on every SIGHUP.
-fn start_listen_policy(path: &std::path::Path) -> anyhow::Result<Arc<ActivePolicy>> {
+fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
     let policy = ActivePolicy::load(path).context("listen policy")?;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .context("installing the SIGHUP handler")?;
@@ -75,121 +76,206 @@ fn start_listen_policy(path: &std::path::Path) -> anyhow::Result<Arc<ActivePolic
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     raise_open_files_limit();
-    let listen_policy = match &config.listen_policy {
-        Some(path) => Some(start_listen_policy(path)?),
-        None => None,
-    };
-
+    let listen_policy = config
+        .listen_policy
+        .as_deref()
+        .map(start_listen_policy)
+        .transpose()?;
     let uuid_prefix =
         naming::uuid_prefix(config.uuid_prefix_file.as_deref()).context("UUID prefix")?;
     std::fs::create_dir_all(&config.output)
         .with_context(|| format!("creating output directory {}", config.output.display()))?;
     let stats = Arc::new(Stats::default());
-    let metrics = Metrics::new(Arc::clone(&stats));
-    if let Some(policy) = &listen_policy {
+    let exposure_summary = Arc::new(SummaryCell::default());
+    let metrics = start_metrics(
+        &config,
+        &stats,
+        Arc::clone(&exposure_summary),
+        listen_policy.as_ref(),
+    )?;
+    let remote_states = start_remote_states(&config, &metrics);
+    // Started before the exposure thread, which announces listener changes.
+    let (event_server, events) = start_event_socket(&config, &metrics)?;
+    let exposure = start_exposure(
+        exposure_summary,
+        &events,
+        remote_states,
+        listen_policy.as_ref(),
+    )?;
+    let (shards, writers) = start_writers(&config, &uuid_prefix, &stats, &metrics)?;
+
+    let mut observers: Vec<Box<dyn PollObserver>> = vec![
+        Box::new(MetricsObserver::new(Arc::clone(&metrics))),
+        Box::new(exposure.observer),
+    ];
+    if event_server.is_some() {
+        observers.push(Box::new(FlowEventObserver::new(
+            events,
+            uuid_prefix.clone(),
+        )));
+    }
+    let mut poller = start_poller(&config, &uuid_prefix, shards, observers, &stats)?;
+    let polled = poller.run(&stop);
+    if let Err(gone) = &polled {
+        log!("{gone}: stopping (its connections can no longer be archived)");
+    }
+    let failures = shut_down(poller, writers, event_server, &stats);
+    polled?;
+    match failures.into_iter().next() {
+        Some(first) => Err(first.into()),
+        None => Ok(()),
+    }
+}
+
+/// SIGTERM and SIGINT set the returned flag; the poller stops on it.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Registers every metric (the exposure gauges read `exposure_summary`)
+/// and serves them, with the listener policy's `/-/reload`.
+fn start_metrics(
+    config: &Config,
+    stats: &Arc<Stats>,
+    exposure_summary: Arc<SummaryCell>,
+    listen_policy: Option<&Arc<ActivePolicy>>,
+) -> anyhow::Result<Arc<Metrics>> {
+    let metrics = Metrics::new(Arc::clone(stats), exposure_summary);
+    if let Some(policy) = listen_policy {
         metrics.watch_listen_policy(Arc::clone(policy));
     }
     let listener = metrics::server::bind(&config.prometheus_listen_address)
         .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
     log!("serving metrics on {}", listener.local_addr()?);
-    metrics::server::spawn(Arc::clone(&metrics), listener)
+    let reload = policy::reload::route(listen_policy.cloned());
+    metrics::server::spawn(Arc::clone(&metrics), vec![reload], listener)
         .context("starting the metrics server")?;
-    // -remote-states: the poller's inventory walk collects the peers, the
-    // exposure worker accounts and publishes them.
-    let (peer_filter, remote_tracker) = (!config.remote_states.is_empty())
-        .then(|| {
-            let filter = PeerFilter::new(config.remote_states.clone());
-            let max_series = config.remote_states_max_series as usize;
-            let cell = Arc::new(RemoteCell::default());
-            metrics.watch_remote_states(Arc::clone(&cell), max_series);
-            let ranges: Vec<String> = filter.ranges().iter().map(|r| r.to_string()).collect();
-            log!(
-                "remote-states: per-peer connection states for {} (at most {max_series} series)",
-                ranges.join(",")
-            );
-            (filter.clone(), RemoteTracker::new(filter, max_series, cell))
-        })
-        .unzip();
-    // Started before the exposure thread, which announces listener changes.
-    let event_server = match &config.eventsocket {
-        Some(path) => Some(
-            EventServer::start(path).with_context(|| format!("event socket {}", path.display()))?,
-        ),
-        None => None,
+    Ok(metrics)
+}
+
+/// `-remote-states`: the exposure worker's tracker of per-peer connection
+/// states, publishing where the metrics read; `None` without ranges.
+fn start_remote_states(config: &Config, metrics: &Metrics) -> Option<RemoteTracker> {
+    if config.remote_states.is_empty() {
+        return None;
+    }
+    let filter = PeerFilter::new(config.remote_states.clone());
+    let max_series = config.remote_states_max_series as usize;
+    let cell = Arc::new(RemoteCell::default());
+    metrics.watch_remote_states(Arc::clone(&cell), max_series);
+    let ranges: Vec<String> = filter.ranges().iter().map(|r| r.to_string()).collect();
+    log!(
+        "remote-states: per-peer connection states for {} (at most {max_series} series)",
+        ranges.join(",")
+    );
+    Some(RemoteTracker::new(filter, max_series, cell))
+}
+
+/// The event socket (`-tcpinfo.eventsocket`), and the publisher events go
+/// through (a disabled one without the socket).
+fn start_event_socket(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<(Option<EventServer>, Publisher)> {
+    let Some(path) = &config.eventsocket else {
+        return Ok((None, Publisher::disabled()));
     };
-    let events = event_server
-        .as_ref()
-        .map_or_else(Publisher::disabled, EventServer::publisher);
-    let exposure = ExposureWorker::spawn(
-        metrics.exposure(),
-        "/proc",
-        WorkerHooks {
-            changes: Box::new(ListenerEventObserver::new(events.clone())),
-            remote: remote_tracker,
-            listeners: listen_policy
-                .iter()
-                .map(|p| Box::new(Arc::clone(p)) as Box<dyn ListenerHook>)
-                .collect(),
-        },
-    )
-    .context("starting the exposure thread")?;
+    let server =
+        EventServer::start(path).with_context(|| format!("event socket {}", path.display()))?;
+    let events = server.publisher();
+    metrics.watch_event_socket(events.clone());
+    log!("serving connection events on {}", server.path().display());
+    Ok((Some(server), events))
+}
+
+/// The exposure worker, publishing into `summary`; its inventory step is
+/// one of the poller's observers.
+fn start_exposure(
+    summary: Arc<SummaryCell>,
+    events: &Publisher,
+    remote_states: Option<RemoteTracker>,
+    listen_policy: Option<&Arc<ActivePolicy>>,
+) -> anyhow::Result<ExposureWorker> {
+    let hooks = WorkerHooks {
+        changes: Box::new(ListenerEventObserver::new(events.clone())),
+        remote: remote_states,
+        listeners: listen_policy
+            .map(|p| Box::new(Arc::clone(p)) as Box<dyn ListenerHook>)
+            .into_iter()
+            .collect(),
+    };
+    ExposureWorker::spawn(summary, "/proc", hooks).context("starting the exposure thread")
+}
+
+/// One thread per writer shard, and the poller's end of each shard's queue.
+fn start_writers(
+    config: &Config,
+    uuid_prefix: &str,
+    stats: &Arc<Stats>,
+    metrics: &Metrics,
+) -> anyhow::Result<(Vec<ShardQueue>, Saver)> {
     let saver = Arc::new(SaverConfig {
         output: config.output.clone(),
-        uuid_prefix: uuid_prefix.clone(),
+        uuid_prefix: uuid_prefix.to_owned(),
         flush_interval: config.flush_interval,
         rotation_interval: config.rotation_interval,
     });
-
-    let (shards, writers) = saver::spawn(saver, Arc::clone(&stats), usize::from(config.writers))
+    let (shards, writers) = saver::spawn(saver, Arc::clone(stats), usize::from(config.writers))
         .context("starting the writer threads")?;
     metrics.watch_writer_queues(writers.depths());
+    Ok((shards, writers))
+}
 
-    let mut metrics_observer = MetricsObserver::new(Arc::clone(&metrics), exposure.inventories);
-    if let Some(filter) = peer_filter {
-        metrics_observer = metrics_observer.track_peers(filter);
-    }
-    let mut observers: Vec<Box<dyn PollObserver>> = vec![Box::new(metrics_observer)];
-    if let Some(server) = &event_server {
-        observers.push(Box::new(FlowEventObserver::new(
-            events.clone(),
-            uuid_prefix.clone(),
-        )));
-        metrics.watch_event_socket(events);
-        log!("serving connection events on {}", server.path().display());
-    }
-
+/// The poller over the kernel's socket tables, with the archive's
+/// exclusion and anonymization rules.
+fn start_poller(
+    config: &Config,
+    uuid_prefix: &str,
+    shards: Vec<ShardQueue>,
+    observers: Vec<Box<dyn PollObserver>>,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Poller> {
     let socket = DiagSocket::new().context("opening the NETLINK_SOCK_DIAG socket")?;
-    let mut poller = Poller::new(
+    let poller = Poller::new(
         PollerConfig {
             poll_interval: config.poll_interval,
             reps: config.reps,
             stats_interval: config.stats_interval,
         },
         socket,
-        Exclusion::from_config(&config),
+        Exclusion::new(
+            config.exclude_local,
+            config.exclude_srcport.clone(),
+            config.exclude_dstip.clone(),
+        ),
         Anonymizer::new(config.anonymize_ip),
         shards,
         observers,
-        Arc::clone(&stats),
+        Arc::clone(stats),
     );
     log!(
         "tcp-info polling every {:?}, writing to {} (uuid prefix {uuid_prefix})",
         config.poll_interval,
         config.output.display()
     );
+    Ok(poller)
+}
 
-    let polled = poller.run(&stop);
-    if let Err(gone) = &polled {
-        log!("{gone}: stopping (its connections can no longer be archived)");
-    }
-    // Dropping the poller closes the shard queues: the writers drain what
-    // is queued, finish every file and exit.
+/// Dropping the poller closes the shard queues: the writers drain what is
+/// queued, finish every file and exit. Returns the shards that failed.
+fn shut_down(
+    poller: Poller,
+    writers: Saver,
+    event_server: Option<EventServer>,
+    stats: &Stats,
+) -> Vec<saver::ShardFailure> {
     drop(poller);
     let failures = writers.join();
     for failure in &failures {
@@ -199,11 +285,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         server.shutdown();
     }
     log!("final {}", stats.summary((0, 0)));
-    polled?;
-    if let Some(first) = failures.into_iter().next() {
-        return Err(first.into());
-    }
-    Ok(())
+    failures
 }
 
 /// Every open connection holds its archive file open: raise the soft limit

@@ -15,13 +15,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ahash::AHashMap;
 
 use super::inventory::{family_label, ListeningSocket, Proto};
-use super::scope::{classify, Scope};
-use crate::exclusion::canonical;
+use crate::address::{classify, Scope};
+use crate::clock::unix_millis;
 use crate::log::RateLimit;
 
 /// What identifies a listener across inventories.
@@ -88,7 +87,7 @@ impl fmt::Display for ListenerChange {
             t.proto.label(),
             family_label(t.family)
         )?;
-        match canonical(t.addr) {
+        match t.addr.to_canonical() {
             IpAddr::V4(a) => write!(f, "{a}:{}", t.port)?,
             IpAddr::V6(a) => write!(f, "[{a}]:{}", t.port)?,
         }
@@ -291,10 +290,8 @@ impl ListenerChanges {
             counters.add(change);
         }
         log_changes(&self.pending);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.observer.listeners_changed(&self.pending, now_ms);
+        self.observer
+            .listeners_changed(&self.pending, unix_millis());
         self.pending.clear();
     }
 }

@@ -8,9 +8,8 @@ use ahash::AHashMap;
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
 
-use super::cidr::PeerFilter;
-use super::remote::PeerSocket;
-use super::scope::{classify, Scope};
+use super::peers::{PeerFilter, PeerSocket};
+use crate::address::{classify, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -195,19 +194,13 @@ impl InventoryBuilder {
         self.peer_filter = Some(filter);
     }
 
-    /// One pass over every socket the poller knows; `each` sees every record
-    /// on the way (the rate histograms ride on the same walk).
-    pub fn build<'a>(
-        &mut self,
-        sockets: impl Iterator<Item = (u64, DiagRecord<'a>)>,
-        mut each: impl FnMut(u64, &DiagRecord<'a>),
-    ) -> TcpInventory {
+    /// One pass over the last snapshot of every socket the poller knows.
+    pub fn build<'a>(&mut self, sockets: impl Iterator<Item = DiagRecord<'a>>) -> TcpInventory {
         let mut inventory = TcpInventory::default();
         self.listening_ports.fill(0);
         self.others.clear();
         self.by_port.clear();
-        for (cookie, record) in sockets {
-            each(cookie, &record);
+        for record in sockets {
             let msg = record.msg();
             if msg.state() == inetdiag::TCP_LISTEN {
                 let port = msg.sport();
@@ -358,12 +351,7 @@ pub(crate) mod tests {
             .iter()
             .map(|b| DiagRecord::parse(b).unwrap())
             .collect();
-        let mut seen = 0;
-        let inv = InventoryBuilder::default()
-            .build(records.iter().map(|r| (r.msg().cookie(), *r)), |_, _| {
-                seen += 1
-            });
-        assert_eq!(seen, 5);
+        let inv = InventoryBuilder::default().build(records.iter().copied());
         assert_eq!(inv.listeners.len(), 2);
         assert_eq!(inv.listeners[0].scope, Scope::Public);
         assert_eq!(inv.listeners[1].scope, Scope::Loopback);
@@ -415,9 +403,7 @@ pub(crate) mod tests {
             .iter()
             .map(|b| DiagRecord::parse(b).unwrap())
             .collect();
-        let walk = |builder: &mut InventoryBuilder| {
-            builder.build(records.iter().map(|r| (r.msg().cookie(), *r)), |_, _| {})
-        };
+        let walk = |builder: &mut InventoryBuilder| builder.build(records.iter().copied());
         let mut builder = InventoryBuilder::default();
         assert!(walk(&mut builder).peers.is_empty(), "off by default");
         builder.track_peers(PeerFilter::new(vec!["198.51.100.0/24".parse().unwrap()]));

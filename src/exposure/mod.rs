@@ -2,24 +2,25 @@
 //! by scope. Derived from every socket the poller sees (archived or
 //! excluded), plus UDP listeners and /proc process names.
 //!
-//! - [`changes`]: listening tuples opened and closed between inventories.
-//! - [`scope`]: loopback / private / public classification of addresses.
+//! - [`observer`]: the poller's step: a cache walk every inventory interval.
 //! - [`inventory`]: listening sockets and connection counts.
 //! - [`process`]: socket inode → owning program, through /proc.
-//! - [`summary`]: the immutable, capped summary /metrics renders.
+//! - [`changes`]: listening tuples opened and closed between inventories.
+//! - [`summary`]: the immutable, capped summary /metrics renders, and the
+//!   cell it is published through.
 //! - [`worker`]: the thread that does the I/O and publishes summaries.
-//! - [`cidr`], [`remote`]: per-peer connection states (`-remote-states`).
+//! - [`peers`], [`remote`]: per-peer connection states (`-remote-states`).
 
 pub mod changes;
-pub mod cidr;
 pub mod inventory;
+pub mod observer;
+pub mod peers;
 pub mod process;
 pub mod remote;
-pub mod scope;
 pub mod summary;
 pub mod worker;
 
 pub use inventory::{InventoryBuilder, TcpInventory};
-pub use scope::{classify, Scope};
-pub use summary::{ExposureSummary, SummaryCell, MAX_SERIES};
-pub use worker::{ExposureWorker, INVENTORY_INTERVAL};
+pub use observer::InventoryObserver;
+pub use summary::{ExposureSummary, SummaryCell};
+pub use worker::ExposureWorker;

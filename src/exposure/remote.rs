@@ -11,20 +11,22 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
+use arc_swap::ArcSwap;
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagSocket, InetDiagMsg};
 
-use super::cidr::PeerFilter;
 use super::inventory::TcpInventory;
+use super::peers::{PeerFilter, PeerSocket};
 use crate::log::RateLimit;
+use crate::series_cap::{self, DroppedSeries};
 
 /// Default of `-remote-states.max-series`.
-pub const DEFAULT_MAX_SERIES: usize = 256;
+pub const DEFAULT_MAX_SERIES: usize = series_cap::MAX_SERIES;
 
 /// How long a connection that vanished without passing through TIME_WAIT
 /// or CLOSE (a passive close, a reset) stays `closed`: conntrack's own
@@ -39,8 +41,6 @@ pub const LEFTOVER_STATES: u32 =
     (1 << inetdiag::TCP_SYN_RECV) | (1 << inetdiag::TCP_TIME_WAIT) | (1 << inetdiag::TCP_CLOSE);
 
 static DUMP_ERRORS: RateLimit = RateLimit::new(60_000);
-/// The cap is logged once per process; the counter keeps the tally.
-static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The `state` label: where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,28 +114,6 @@ impl fmt::Display for Remote {
     }
 }
 
-/// One socket whose peer is inside the ranges, as a walk or dump saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerSocket {
-    pub cookie: u64,
-    pub state: u8,
-    pub peer: IpAddr,
-    pub peer_port: u16,
-    pub local_port: u16,
-}
-
-impl PeerSocket {
-    pub fn from_msg(msg: &InetDiagMsg) -> Self {
-        Self {
-            cookie: msg.cookie(),
-            state: msg.state(),
-            peer: msg.dst(),
-            peer_port: msg.dport(),
-            local_port: msg.sport(),
-        }
-    }
-}
-
 /// One `tcpinfo_remote_connections` series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteSeries {
@@ -144,32 +122,36 @@ pub struct RemoteSeries {
     pub connections: u64,
 }
 
-/// Where the exposure worker publishes the series and /metrics reads them.
+/// Where the exposure worker publishes the series and /metrics reads them
+/// (a reader never waits for the worker).
 #[derive(Debug, Default)]
 pub struct RemoteCell {
-    current: Mutex<Arc<Vec<RemoteSeries>>>,
-    /// Series left out by the cap, summed over every inventory.
-    pub dropped: AtomicU64,
+    series: ArcSwap<Vec<RemoteSeries>>,
+    /// Series left out by the cap.
+    dropped: DroppedSeries,
     /// Failed dumps of SYN_RECV, TIME_WAIT and CLOSE sockets.
     pub dump_errors: AtomicU64,
 }
 
 impl RemoteCell {
     pub fn load(&self) -> Arc<Vec<RemoteSeries>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.series.load_full()
     }
 
-    fn store(&self, series: Vec<RemoteSeries>, dropped: usize) {
-        self.dropped.fetch_add(dropped as u64, Relaxed);
-        let old = std::mem::replace(
-            &mut *self.current.lock().unwrap_or_else(|e| e.into_inner()),
-            Arc::new(series),
-        );
-        // Freed outside the lock.
-        drop(old);
+    /// Series left out by the cap, summed over every inventory.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.total()
+    }
+
+    fn publish(&self, series: Vec<RemoteSeries>, dropped: usize) {
+        if self.dropped.add(dropped) {
+            log!(
+                "remote-states: {} series, only {} exported; the rest are counted in tcpinfo_remote_dropped_series_total (logged once)",
+                series.len() + dropped,
+                series.len()
+            );
+        }
+        self.series.store(Arc::new(series));
     }
 }
 
@@ -253,7 +235,7 @@ impl PeerStates {
         for &(_, remote, n) in &self.gone {
             *counts.entry((remote, Phase::Closed)).or_insert(0) += n;
         }
-        cap(counts, self.max_series)
+        keep_busiest(counts, self.max_series)
     }
 }
 
@@ -261,7 +243,7 @@ impl PeerStates {
 /// connections over all phases (most first), then by key (lowest first),
 /// then by phase, so the choice is deterministic and a peer's phases tend
 /// to stay together.
-fn cap(counts: AHashMap<(Remote, Phase), u64>, max: usize) -> (Vec<RemoteSeries>, usize) {
+fn keep_busiest(counts: AHashMap<(Remote, Phase), u64>, max: usize) -> (Vec<RemoteSeries>, usize) {
     let mut totals: AHashMap<Remote, u64> = AHashMap::new();
     for (&(remote, _), &n) in &counts {
         *totals.entry(remote).or_insert(0) += n;
@@ -280,9 +262,7 @@ fn cap(counts: AHashMap<(Remote, Phase), u64>, max: usize) -> (Vec<RemoteSeries>
             .then(a.remote.cmp(&b.remote))
             .then(a.phase.cmp(&b.phase))
     });
-    let dropped = series.len().saturating_sub(max);
-    series.truncate(max);
-    (series, dropped)
+    series_cap::cap(series, max)
 }
 
 /// The exposure worker's part of `-remote-states`: on every inventory it
@@ -316,6 +296,11 @@ impl RemoteTracker {
         }
     }
 
+    /// The ranges whose peers are tracked.
+    pub fn filter(&self) -> &PeerFilter {
+        &self.filter
+    }
+
     /// Accounts one TCP inventory and publishes the series.
     pub fn update(&mut self, inventory: &TcpInventory, now: Instant) {
         self.listening.clear();
@@ -340,14 +325,7 @@ impl RemoteTracker {
             self.states.add(socket, listens);
         }
         let (series, dropped) = self.states.finish(now);
-        if dropped > 0 && !CAP_LOGGED.swap(true, Relaxed) {
-            log!(
-                "remote-states: {} series, only {} exported; the rest are counted in tcpinfo_remote_dropped_series_total (logged once)",
-                series.len() + dropped,
-                series.len()
-            );
-        }
-        self.cell.store(series, dropped);
+        self.cell.publish(series, dropped);
     }
 }
 
@@ -415,6 +393,20 @@ mod tests {
         port == 22
     }
 
+    /// One inventory of `sockets` at `now`: the series and how many the cap
+    /// left out.
+    fn inventory(
+        states: &mut PeerStates,
+        sockets: &[PeerSocket],
+        now: Instant,
+    ) -> (Vec<RemoteSeries>, usize) {
+        states.begin();
+        for s in sockets {
+            states.add(s, listens_on_22);
+        }
+        states.finish(now)
+    }
+
     /// `(remote, phase label, count)` of every series.
     fn table(series: &[RemoteSeries]) -> Vec<(String, &'static str, u64)> {
         series
@@ -467,10 +459,7 @@ mod tests {
 
     #[test]
     fn one_series_per_remote_and_phase_listen_sockets_ignored() {
-        let mut states = PeerStates::new(DEFAULT_MAX_SERIES);
-        let now = Instant::now();
-        states.begin();
-        for s in [
+        let sockets = [
             sock(1, TCP_ESTABLISHED, "198.51.100.2", 50001, 22),
             sock(2, TCP_ESTABLISHED, "198.51.100.2", 50002, 22),
             sock(3, TCP_CLOSE_WAIT, "198.51.100.2", 50003, 22),
@@ -478,10 +467,9 @@ mod tests {
             sock(5, TCP_TIME_WAIT, "198.51.100.2", 50005, 22),
             sock(6, TCP_SYN_SENT, "198.51.100.9", 443, 40000),
             sock(7, TCP_LISTEN, "0.0.0.0", 0, 22),
-        ] {
-            states.add(&s, listens_on_22);
-        }
-        let (series, dropped) = states.finish(now);
+        ];
+        let mut states = PeerStates::new(DEFAULT_MAX_SERIES);
+        let (series, dropped) = inventory(&mut states, &sockets, Instant::now());
         assert_eq!(dropped, 0);
         assert_eq!(
             table(&series),
@@ -497,47 +485,35 @@ mod tests {
 
     #[test]
     fn a_later_sighting_of_a_cookie_replaces_the_earlier_one() {
-        let mut states = PeerStates::new(DEFAULT_MAX_SERIES);
-        states.begin();
         // The cache saw FIN_WAIT1; the dump, a moment later, TIME_WAIT.
-        states.add(
-            &sock(1, TCP_FIN_WAIT1, "198.51.100.2", 80, 40000),
-            listens_on_22,
-        );
-        states.add(
-            &sock(1, TCP_TIME_WAIT, "198.51.100.2", 80, 40000),
-            listens_on_22,
-        );
-        let (series, _) = states.finish(Instant::now());
+        let sightings = [
+            sock(1, TCP_FIN_WAIT1, "198.51.100.2", 80, 40000),
+            sock(1, TCP_TIME_WAIT, "198.51.100.2", 80, 40000),
+        ];
+        let mut states = PeerStates::new(DEFAULT_MAX_SERIES);
+        let (series, _) = inventory(&mut states, &sightings, Instant::now());
         assert_eq!(table(&series), [("198.51.100.2:80".into(), "closed", 1)]);
     }
 
     #[test]
     fn vanished_connections_stay_closed_for_the_retention_unless_already_closed() {
+        let survivor = sock(5, TCP_ESTABLISHED, "198.51.100.3", 50005, 22);
         let mut states = PeerStates::new(DEFAULT_MAX_SERIES);
         let t0 = Instant::now();
-        states.begin();
-        for s in [
+        let first = [
             sock(1, TCP_ESTABLISHED, "198.51.100.2", 50001, 22),
             sock(2, TCP_LAST_ACK, "198.51.100.2", 50002, 22),
             sock(3, TCP_TIME_WAIT, "198.51.100.2", 50003, 22),
             sock(4, TCP_SYN_RECV, "198.51.100.2", 50004, 22),
-            sock(5, TCP_ESTABLISHED, "198.51.100.3", 50005, 22),
-        ] {
-            states.add(&s, listens_on_22);
-        }
-        states.finish(t0);
+            survivor,
+        ];
+        inventory(&mut states, &first, t0);
 
         // Everything but cookie 5 is gone: 1 (reset) and 2 (passive close)
         // count as closed; 3 was closed already; 4 was a request socket
         // whose handshake may have completed.
-        states.begin();
-        states.add(
-            &sock(5, TCP_ESTABLISHED, "198.51.100.3", 50005, 22),
-            listens_on_22,
-        );
         let t1 = t0 + Duration::from_millis(500);
-        let (series, _) = states.finish(t1);
+        let (series, _) = inventory(&mut states, &[survivor], t1);
         assert_eq!(
             table(&series),
             [
@@ -547,15 +523,10 @@ mod tests {
         );
 
         // Counted once, kept while the retention lasts, then gone.
-        states.begin();
-        states.add(
-            &sock(5, TCP_ESTABLISHED, "198.51.100.3", 50005, 22),
-            listens_on_22,
-        );
-        let (series, _) = states.finish(t1 + CLOSED_RETENTION - Duration::from_millis(1));
+        let almost = t1 + CLOSED_RETENTION - Duration::from_millis(1);
+        let (series, _) = inventory(&mut states, &[survivor], almost);
         assert_eq!(series[0].connections, 2);
-        states.begin();
-        let (series, _) = states.finish(t1 + CLOSED_RETENTION);
+        let (series, _) = inventory(&mut states, &[], t1 + CLOSED_RETENTION);
         // Now cookie 5 vanished too; the closes of t1 expired.
         assert_eq!(table(&series), [("198.51.100.3:22".into(), "closed", 1)]);
     }
@@ -597,9 +568,9 @@ mod tests {
             phase: Phase::Open,
             connections: 1,
         };
-        cell.store(vec![s], 4);
-        cell.store(vec![s], 4);
+        cell.publish(vec![s], 4);
+        cell.publish(vec![s], 4);
         assert_eq!(*cell.load(), [s]);
-        assert_eq!(cell.dropped.load(Relaxed), 8);
+        assert_eq!(cell.dropped(), 8);
     }
 }

@@ -2,16 +2,15 @@
 //! published through.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use super::changes::ChangeCounters;
 use super::inventory::{ConnectionCounts, ListeningSocket, Proto, TcpInventory};
-use super::scope::Scope;
-
-/// At most this many series per exposure gauge: a host with thousands of
-/// listening ports must not blow up the scrape or the time-series database.
-pub const MAX_SERIES: usize = 256;
+use crate::address::Scope;
+use crate::series_cap::{cap, DroppedSeries, MAX_SERIES};
 
 /// One `listening_ports` series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,75 +54,59 @@ impl ExposureSummary {
                 process: name(l.inode),
             })
             .collect();
-        let listening_dropped = tuples.len().saturating_sub(MAX_SERIES);
-        let by_port_dropped = tcp.inbound_by_port.len().saturating_sub(MAX_SERIES);
+        let (listening, listening_dropped) = cap(tuples, MAX_SERIES);
+        let (inbound_by_port, by_port_dropped) =
+            cap(tcp.inbound_by_port.iter().copied(), MAX_SERIES);
         Self {
-            listening: tuples.into_iter().take(MAX_SERIES).collect(),
+            listening,
             listening_dropped,
             connections: tcp.connections.clone(),
-            inbound_by_port: tcp
-                .inbound_by_port
-                .iter()
-                .copied()
-                .take(MAX_SERIES)
-                .collect(),
+            inbound_by_port,
             by_port_dropped,
         }
     }
 }
 
-/// Where the exposure worker publishes summaries and /metrics reads them:
-/// readers take an `Arc` under a lock held for a pointer copy, never for
-/// the building or the rendering.
+/// Where the exposure side publishes what /metrics renders: the latest
+/// summary, which a reader takes without ever waiting for the worker, and
+/// counters.
 #[derive(Debug, Default)]
 pub struct SummaryCell {
-    current: Mutex<Arc<ExposureSummary>>,
-    published: AtomicBool,
-    /// Series left out by the cap, summed over every published summary.
-    dropped_listening: AtomicU64,
-    dropped_by_port: AtomicU64,
+    summary: ArcSwapOption<ExposureSummary>,
+    /// Series left out by the caps.
+    dropped_listening: DroppedSeries,
+    dropped_by_port: DroppedSeries,
     /// Failed UDP sock_diag dumps.
     pub udp_dump_errors: AtomicU64,
     /// Scans of /proc for the owners of listening sockets.
     pub proc_scans: AtomicU64,
     /// Listening tuples opened and closed.
     pub listener_changes: ChangeCounters,
+    /// Time the polling thread spent walking the cache for inventories, in
+    /// nanoseconds.
+    pub walk_nanos: AtomicU64,
 }
 
 impl SummaryCell {
-    pub fn load(&self) -> Arc<ExposureSummary> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The last summary; `None` before the first.
+    pub fn load(&self) -> Option<Arc<ExposureSummary>> {
+        self.summary.load_full()
     }
 
-    pub fn store(&self, summary: ExposureSummary) {
-        self.dropped_listening
-            .fetch_add(summary.listening_dropped as u64, Relaxed);
-        self.dropped_by_port
-            .fetch_add(summary.by_port_dropped as u64, Relaxed);
-        let summary = Arc::new(summary);
-        let old = std::mem::replace(
-            &mut *self.current.lock().unwrap_or_else(|e| e.into_inner()),
-            summary,
-        );
-        self.published.store(true, Relaxed);
-        // The old summary is freed here, outside the lock.
-        drop(old);
-    }
-
-    /// Whether a summary was published yet.
-    pub fn is_published(&self) -> bool {
-        self.published.load(Relaxed)
+    pub fn publish(&self, summary: ExposureSummary) {
+        if self.dropped_listening.add(summary.listening_dropped) {
+            log!(
+                "exposure: {} listening tuples, only {MAX_SERIES} exported; the rest are counted in tcpinfo_exposure_dropped_series_total (logged once)",
+                summary.listening.len() + summary.listening_dropped
+            );
+        }
+        self.dropped_by_port.add(summary.by_port_dropped);
+        self.summary.store(Some(Arc::new(summary)));
     }
 
     /// `(listening_ports, tcp_connections_by_port)` series dropped so far.
     pub fn dropped(&self) -> (u64, u64) {
-        (
-            self.dropped_listening.load(Relaxed),
-            self.dropped_by_port.load(Relaxed),
-        )
+        (self.dropped_listening.total(), self.dropped_by_port.total())
     }
 }
 
@@ -157,11 +140,10 @@ mod tests {
         assert_eq!(s.by_port_dropped, 300 - MAX_SERIES);
 
         let cell = SummaryCell::default();
-        assert!(!cell.is_published());
-        cell.store(s.clone());
-        cell.store(s);
-        assert!(cell.is_published());
+        assert!(cell.load().is_none());
+        cell.publish(s.clone());
+        cell.publish(s);
         assert_eq!(cell.dropped(), (90, 88));
-        assert_eq!(cell.load().listening.len(), MAX_SERIES);
+        assert_eq!(cell.load().unwrap().listening.len(), MAX_SERIES);
     }
 }

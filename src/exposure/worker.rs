@@ -1,33 +1,29 @@
-//! The exposure thread: takes the TCP inventories the poller hands over,
-//! adds UDP listeners from its own sock_diag dump and process names from
-//! /proc, and publishes the summary. All the I/O of the exposure gauges
-//! happens here, off the polling path and off the scrape path.
+//! The exposure thread: takes the TCP inventories the poller's
+//! [`InventoryObserver`] hands over, adds UDP listeners from its own
+//! sock_diag dump and process names from /proc, and publishes the summary.
+//! All the I/O of the exposure gauges happens here, off the polling path
+//! and off the scrape path.
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ahash::AHashSet;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use inetdiag::DiagSocket;
 
 use super::changes::{ChangeObserver, ListenerChanges};
 use super::inventory::{dump_udp_listeners, ListeningSocket, Proto, TcpInventory};
+use super::observer::{InventoryObserver, INVENTORY_INTERVAL};
 use super::process::ProcessNames;
 use super::remote::RemoteTracker;
-use super::summary::{ExposureSummary, SummaryCell, MAX_SERIES};
+use super::summary::{ExposureSummary, SummaryCell};
 use crate::log::RateLimit;
 
-/// How often the poller builds a TCP inventory and the worker dumps UDP
-/// sockets: a closed listener leaves the gauges within this (plus a poll).
-pub const INVENTORY_INTERVAL: Duration = Duration::from_millis(500);
-
 static UDP_ERRORS: RateLimit = RateLimit::new(60_000);
-/// The cap is logged once per process; the counter keeps the tally.
-static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Something that wants every inventory's full listener list (TCP and
 /// UDP, before any series cap) with the programs owning them; called on
@@ -58,36 +54,36 @@ impl Default for WorkerHooks {
 }
 
 pub struct ExposureWorker {
-    /// Where the poller hands TCP inventories; full means the worker is
-    /// busy and the poller drops this one (a newer one follows shortly).
-    pub inventories: Sender<TcpInventory>,
+    /// The poller's side, to be added to its observers: it walks the cache
+    /// and hands the inventories to this thread.
+    pub observer: InventoryObserver,
     pub thread: JoinHandle<()>,
 }
 
 impl ExposureWorker {
-    /// Starts the thread; it exits once `inventories` and its clones are
-    /// dropped.
+    /// Starts the thread, which publishes into `cell`; it exits once the
+    /// observer is dropped.
     pub fn spawn(
         cell: Arc<SummaryCell>,
         proc_root: impl Into<PathBuf>,
         hooks: WorkerHooks,
     ) -> io::Result<Self> {
+        // Full means the worker is busy and the poller drops this
+        // inventory (a newer one follows shortly).
         let (tx, rx) = bounded(1);
-        let proc_root = proc_root.into();
         let WorkerHooks {
             changes,
             remote,
             listeners,
         } = hooks;
+        let peers = remote.as_ref().map(|r| r.filter().clone());
+        let observer = InventoryObserver::new(tx, Arc::clone(&cell), peers);
         let changes = ListenerChanges::new(changes);
-        let names = ProcessNames::new(proc_root);
+        let names = ProcessNames::new(proc_root.into());
         let thread = thread::Builder::new()
             .name("exposure".into())
             .spawn(move || run(rx, cell, names, changes, remote, listeners))?;
-        Ok(Self {
-            inventories: tx,
-            thread,
-        })
+        Ok(Self { observer, thread })
     }
 }
 
@@ -157,14 +153,9 @@ fn run(
             changes.compare(Proto::Udp, &udp, |i| names.name(i));
         }
         changes.report(&cell.listener_changes);
-        let summary = ExposureSummary::build(current, &udp, |inode| names.name(inode));
-        if summary.listening_dropped > 0 && !CAP_LOGGED.swap(true, Relaxed) {
-            log!(
-                "exposure: {} listening tuples, only {MAX_SERIES} exported; the rest are counted in tcpinfo_exposure_dropped_series_total (logged once)",
-                summary.listening.len() + summary.listening_dropped
-            );
-        }
-        cell.store(summary);
+        cell.publish(ExposureSummary::build(current, &udp, |inode| {
+            names.name(inode)
+        }));
         if !hooks.is_empty() {
             let all: Vec<ListeningSocket> = current.listeners.iter().chain(&udp).copied().collect();
             for hook in &mut hooks {

@@ -13,6 +13,7 @@ use super::PollState;
 use crate::eventsocket::Publisher;
 use crate::exposure::inventory::{family_label, remote_scope_label};
 use crate::exposure::SummaryCell;
+use crate::lock::lock;
 use crate::saver::QueueDepths;
 use crate::stats::Stats;
 
@@ -125,11 +126,7 @@ impl Collector for StatsCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let s = &self.stats;
         let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;
-        let mut errors: Vec<(String, f64)> = self
-            .poll
-            .netlink_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut errors: Vec<(String, f64)> = lock(&self.poll.netlink_errors)
             .iter()
             .map(|(kind, &count)| (format!("netlink_{kind}"), count as f64))
             .collect();
@@ -246,17 +243,20 @@ impl Collector for EventSocketCollector {
 /// The exposure gauges, from the last published summary.
 pub(crate) struct ExposureCollector {
     cell: Arc<SummaryCell>,
+    poll: Arc<PollState>,
     listening: FamilyDef,
     connections: FamilyDef,
     by_port: FamilyDef,
     dropped: FamilyDef,
     scans: FamilyDef,
+    walks: FamilyDef,
 }
 
 impl ExposureCollector {
-    pub fn new(cell: Arc<SummaryCell>) -> Self {
+    pub fn new(cell: Arc<SummaryCell>, poll: Arc<PollState>) -> Self {
         Self {
             cell,
+            poll,
             listening: FamilyDef::gauge(
                 "tcpinfo_listening_ports",
                 "1 per listening tuple: TCP in LISTEN, or UDP bound with no connected peer; scope of the bound address; process owning the socket (empty when not visible)",
@@ -282,6 +282,11 @@ impl ExposureCollector {
                 "scans of /proc for the programs owning listening sockets",
                 &[],
             ),
+            walks: FamilyDef::counter(
+                "tcpinfo_exposure_inventory_seconds_total",
+                "time the polling thread spent building exposure inventories and rate samples",
+                &[],
+            ),
         }
     }
 }
@@ -294,6 +299,7 @@ impl Collector for ExposureCollector {
             &self.by_port.desc,
             &self.dropped.desc,
             &self.scans.desc,
+            &self.walks.desc,
         ]
     }
 
@@ -305,11 +311,15 @@ impl Collector for ExposureCollector {
                 (["tcp_connections_by_port"], dropped_by_port as f64),
             ]),
             self.scans.single(self.cell.proc_scans.load(Relaxed) as f64),
+            self.walks.single(
+                (self.cell.walk_nanos.load(Relaxed) + self.poll.rate_walk_nanos.load(Relaxed))
+                    as f64
+                    / 1e9,
+            ),
         ];
-        if !self.cell.is_published() {
+        let Some(summary) = self.cell.load() else {
             return families;
-        }
-        let summary = self.cell.load();
+        };
         let mut port = itoa::Buffer::new();
         let listening: Vec<[String; 5]> = summary
             .listening

@@ -1,17 +1,18 @@
 //! Prometheus metrics: M-Lab's operational metrics under their names, the
 //! agent's own counters, and the exposure gauges; served over HTTP.
 //!
-//! Nothing here does I/O or netlink work at scrape time: histograms are
-//! observed on the polling path (once per dump or cycle, never per record),
-//! counters are read from [`Stats`] atomics, and the exposure gauges render
-//! the summary the exposure worker last published.
+//! Metrics only read: histograms are observed on the polling path (once
+//! per dump or cycle, never per record), counters are read from [`Stats`]
+//! atomics, and the exposure and policy gauges render what the exposure
+//! worker and the listener policy last published, in the cells handed over
+//! at wiring time. Nothing here does I/O or netlink work at scrape time.
 //!
 //! - [`observer`]: the [`crate::poller::PollObserver`] that feeds them.
 //! - [`collectors`]: scrape-time collectors over atomics and the summary.
 //! - [`rates`]: per-second send/receive rates from tcp_info byte counters.
 //! - [`policy`]: the listener policy's gauges (with `-listen-policy`).
-//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` on a
-//!   small runtime.
+//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready` and the routes the
+//!   wiring adds, on a small runtime.
 
 mod collectors;
 mod family;
@@ -19,17 +20,15 @@ mod listener_changes;
 pub mod observer;
 pub mod policy;
 pub mod rates;
-mod reload;
 mod remote;
 pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::eventsocket::Publisher;
@@ -71,6 +70,9 @@ pub(crate) struct PollState {
     pub netlink_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Sockets in the poller's cache after the last cycle.
     pub cached_sockets: AtomicU64,
+    /// Time spent walking the cache for the rate histograms, in
+    /// nanoseconds.
+    pub rate_walk_nanos: AtomicU64,
 }
 
 /// The registry and every metric the agent exports.
@@ -83,11 +85,8 @@ pub struct Metrics {
     pub(crate) send_rate: Histogram,
     pub(crate) receive_rate: Histogram,
     pub(crate) flow_events: IntCounterVec,
-    pub(crate) inventory_seconds: Counter,
     pub(crate) poll_state: Arc<PollState>,
     ready: AtomicBool,
-    exposure: Arc<SummaryCell>,
-    listen_policy: OnceLock<Arc<ActivePolicy>>,
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
@@ -95,9 +94,10 @@ fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
 }
 
 impl Metrics {
-    /// Creates and registers every metric. Panics only on a programming
-    /// error (an invalid or duplicate metric definition).
-    pub fn new(stats: Arc<Stats>) -> Arc<Self> {
+    /// Creates and registers every metric; the exposure gauges render what
+    /// the exposure worker publishes in `exposure`. Panics only on a
+    /// programming error (an invalid or duplicate metric definition).
+    pub fn new(stats: Arc<Stats>, exposure: Arc<SummaryCell>) -> Arc<Self> {
         let registry = Registry::new();
         let syscall_time = HistogramVec::new(
             histogram(
@@ -151,13 +151,7 @@ impl Metrics {
             &["event"],
         )
         .expect("valid counter");
-        let inventory_seconds = Counter::with_opts(Opts::new(
-            "tcpinfo_exposure_inventory_seconds_total",
-            "time the polling thread spent building exposure inventories and rate samples",
-        ))
-        .expect("valid counter");
         let poll_state = Arc::new(PollState::default());
-        let exposure = Arc::new(SummaryCell::default());
 
         for c in [
             Box::new(syscall_time.clone()) as Box<dyn prometheus::core::Collector>,
@@ -167,16 +161,16 @@ impl Metrics {
             Box::new(send_rate.clone()),
             Box::new(receive_rate.clone()),
             Box::new(flow_events.clone()),
-            Box::new(inventory_seconds.clone()),
             Box::new(collectors::StatsCollector::new(
                 stats,
                 Arc::clone(&poll_state),
                 Arc::clone(&exposure),
             )),
-            Box::new(collectors::ExposureCollector::new(Arc::clone(&exposure))),
-            Box::new(listener_changes::ListenerChangeCollector::new(Arc::clone(
-                &exposure,
-            ))),
+            Box::new(collectors::ExposureCollector::new(
+                Arc::clone(&exposure),
+                Arc::clone(&poll_state),
+            )),
+            Box::new(listener_changes::ListenerChangeCollector::new(exposure)),
         ] {
             registry.register(c).expect("metric definitions are unique");
         }
@@ -189,11 +183,8 @@ impl Metrics {
             send_rate,
             receive_rate,
             flow_events,
-            inventory_seconds,
             poll_state,
             ready: AtomicBool::new(false),
-            exposure,
-            listen_policy: OnceLock::new(),
         })
     }
 
@@ -225,24 +216,11 @@ impl Metrics {
             .expect("registered once");
     }
 
-    /// Exports the listener policy's gauges and lets `POST /-/reload`
-    /// reload it. Called at most once.
+    /// Exports the listener policy's gauges (`-listen-policy`).
     pub fn watch_listen_policy(&self, policy: Arc<ActivePolicy>) {
-        if self.listen_policy.set(Arc::clone(&policy)).is_ok() {
-            self.registry
-                .register(Box::new(policy::PolicyCollector::new(policy)))
-                .expect("registered once");
-        }
-    }
-
-    /// The listener policy, when the agent runs with one.
-    pub fn listen_policy(&self) -> Option<&Arc<ActivePolicy>> {
-        self.listen_policy.get()
-    }
-
-    /// Where the exposure worker publishes its summaries.
-    pub fn exposure(&self) -> Arc<SummaryCell> {
-        Arc::clone(&self.exposure)
+        self.registry
+            .register(Box::new(policy::PolicyCollector::new(policy)))
+            .expect("registered once");
     }
 
     /// Ready once a complete poll ran.

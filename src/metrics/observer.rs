@@ -1,23 +1,20 @@
 //! The metrics' hook into the polling loop. Per dump and per cycle it only
-//! observes histograms (atomic adds); every [`INVENTORY_INTERVAL`] it walks
-//! the cache once to build the exposure inventory and sample byte counters,
-//! and hands the inventory to the exposure worker without waiting.
+//! observes histograms and counters (atomic adds); once per rate window it
+//! walks the cache to sample byte counters for the rate histograms.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use inetdiag::InetDiagMsg;
 use prometheus::{Histogram, IntCounter};
 
-use super::rates::RateTracker;
+use super::rates::{RateTracker, WINDOW};
 use super::Metrics;
 use crate::cache::{Cache, Entry};
 use crate::exclusion::AnonymizeMask;
-use crate::exposure::cidr::PeerFilter;
 use crate::exposure::inventory::family_label;
-use crate::exposure::{InventoryBuilder, TcpInventory, INVENTORY_INTERVAL};
+use crate::lock::lock;
 use crate::poller::{DumpReport, PollObserver};
 
 pub struct MetricsObserver {
@@ -29,17 +26,14 @@ pub struct MetricsObserver {
     all_families_time: Histogram,
     opened: IntCounter,
     closed: IntCounter,
-    builder: InventoryBuilder,
     rates: RateTracker,
-    next_inventory: Instant,
-    inventories: Sender<TcpInventory>,
+    next_rate_walk: Instant,
     /// A dump of the current cycle failed.
     cycle_failed: bool,
 }
 
 impl MetricsObserver {
-    /// `inventories` is the exposure worker's queue.
-    pub fn new(metrics: Arc<Metrics>, inventories: Sender<TcpInventory>) -> Self {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let count = |af: u8| {
             metrics
                 .connection_count
@@ -54,51 +48,31 @@ impl MetricsObserver {
             opened: metrics.flow_events.with_label_values(&["open"]),
             closed: metrics.flow_events.with_label_values(&["close"]),
             metrics,
-            builder: InventoryBuilder::default(),
             rates: RateTracker::default(),
-            next_inventory: Instant::now(),
-            inventories,
+            next_rate_walk: Instant::now(),
             cycle_failed: false,
         }
     }
 
-    /// Also collect, on each inventory, the sockets whose peer is inside
-    /// `filter` (`-remote-states`).
-    pub fn track_peers(mut self, filter: PeerFilter) -> Self {
-        self.builder.track_peers(filter);
-        self
-    }
-
-    fn inventory(&mut self, cache: &Cache, now: Instant) {
-        let rates = &mut self.rates;
-        let inventory = self.builder.build(
-            cache
-                .iter()
-                .filter_map(|(cookie, entry)| Some((cookie, entry.record()?))),
-            |cookie, record| {
+    /// Samples every connection's byte counters; observes the rates once a
+    /// window is complete.
+    fn sample_rates(&mut self, cache: &Cache, now: Instant) {
+        for (cookie, entry) in cache.iter() {
+            if let Some(record) = entry.record() {
                 if record.msg().state() != inetdiag::TCP_LISTEN {
-                    rates.sample(cookie, record);
+                    self.rates.sample(cookie, &record);
                 }
-            },
-        );
-        if let Some((sent, received)) = rates.end_walk(now) {
+            }
+        }
+        if let Some((sent, received)) = self.rates.end_walk(now) {
             self.metrics.send_rate.observe(sent);
             self.metrics.receive_rate.observe(received);
         }
-        // Full: the worker is still busy with the previous one; a newer
-        // inventory follows shortly.
-        let _ = self.inventories.try_send(inventory);
     }
 }
 
 impl PollObserver for MetricsObserver {
-    fn connection_opened(
-        &mut self,
-        _cookie: u64,
-        _msg: &InetDiagMsg,
-        _anonymize: AnonymizeMask,
-        _timestamp_ms: i64,
-    ) {
+    fn connection_opened(&mut self, _: u64, _: &InetDiagMsg, _: AnonymizeMask, _: i64) {
         self.opened.inc();
     }
 
@@ -137,12 +111,7 @@ impl PollObserver for MetricsObserver {
 
     fn error(&mut self, kind: &'static str) {
         self.cycle_failed = true;
-        *self
-            .metrics
-            .poll_state
-            .netlink_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *lock(&self.metrics.poll_state.netlink_errors)
             .entry(kind)
             .or_insert(0) += 1;
     }
@@ -162,11 +131,13 @@ impl PollObserver for MetricsObserver {
             self.metrics.set_ready();
         }
         let now = Instant::now();
-        if now >= self.next_inventory {
-            self.inventory(cache, now);
-            let spent = now.elapsed();
-            self.metrics.inventory_seconds.inc_by(spent.as_secs_f64());
-            self.next_inventory = now + INVENTORY_INTERVAL;
+        if now >= self.next_rate_walk {
+            self.sample_rates(cache, now);
+            self.metrics
+                .poll_state
+                .rate_walk_nanos
+                .fetch_add(now.elapsed().as_nanos() as u64, Relaxed);
+            self.next_rate_walk = now + WINDOW;
         }
     }
 }
@@ -174,13 +145,15 @@ impl PollObserver for MetricsObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Stats;
+
+    fn metrics() -> Arc<Metrics> {
+        Metrics::new(Arc::default(), Arc::default())
+    }
 
     #[test]
-    fn ready_after_the_first_complete_cycle_and_an_inventory_at_once() {
-        let metrics = Metrics::new(Arc::new(Stats::default()));
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let mut observer = MetricsObserver::new(Arc::clone(&metrics), tx);
+    fn ready_after_the_first_complete_cycle() {
+        let metrics = metrics();
+        let mut observer = MetricsObserver::new(Arc::clone(&metrics));
         let cache = Cache::new();
 
         observer.dump_finished(&DumpReport {
@@ -195,14 +168,9 @@ mod tests {
             !metrics.is_ready(),
             "a cycle with a failed dump is not complete"
         );
-        assert_eq!(rx.try_recv().unwrap(), TcpInventory::default());
 
         observer.cycle_finished(Some(Duration::from_millis(10)), &cache);
         assert!(metrics.is_ready());
-        assert!(
-            rx.try_recv().is_err(),
-            "the next inventory waits its interval"
-        );
 
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains("tcpinfo_error_total{type=\"netlink_kernel\"} 1"));
@@ -214,9 +182,8 @@ mod tests {
 
     #[test]
     fn a_dump_of_both_families_counts_sockets_per_family() {
-        let metrics = Metrics::new(Arc::new(Stats::default()));
-        let (tx, _rx) = crossbeam_channel::bounded(1);
-        let mut observer = MetricsObserver::new(Arc::clone(&metrics), tx);
+        let metrics = metrics();
+        let mut observer = MetricsObserver::new(Arc::clone(&metrics));
         observer.dump_finished(&DumpReport {
             family: inetdiag::AF_UNSPEC,
             elapsed: Duration::from_millis(2),

@@ -7,10 +7,7 @@ use prometheus::proto::MetricFamily;
 
 use super::family::FamilyDef;
 use crate::policy::ActivePolicy;
-
-/// At most this many violation series: rules come from a file an operator
-/// writes, but a generated policy could hold thousands.
-pub const MAX_VIOLATION_SERIES: usize = 256;
+use crate::series_cap::{cap, MAX_SERIES};
 
 pub(crate) struct PolicyCollector {
     policy: Arc<ActivePolicy>,
@@ -89,10 +86,14 @@ impl Collector for PolicyCollector {
         let Some(e) = p.evaluation() else {
             return families;
         };
+        // Rules come from a file an operator writes, but a generated policy
+        // could hold thousands; the violated ones beyond the cap are still
+        // counted in `violated_rules`.
+        let (shown, _) = cap(e.violations(), MAX_SERIES);
         families.push(
             self.violations.family(
-                e.violations()
-                    .take(MAX_VIOLATION_SERIES)
+                shown
+                    .into_iter()
                     .map(|(rule, v)| ([rule, v.kind.label()], v.amount as f64)),
             ),
         );
@@ -136,7 +137,7 @@ mod tests {
             get("tcpinfo_listening_policy_violations")
                 .get_metric()
                 .len(),
-            MAX_VIOLATION_SERIES
+            MAX_SERIES
         );
         let gauge = |name: &str| get(name).get_metric()[0].get_gauge().get_value();
         assert_eq!(gauge("tcpinfo_listening_policy_violated_rules"), 300.0);

@@ -60,7 +60,7 @@ impl Collector for RemoteCollector {
                     .zip(&remotes)
                     .map(|(s, r)| ([r.as_str(), s.phase.label()], s.connections as f64)),
             ),
-            self.dropped.single(self.cell.dropped.load(Relaxed) as f64),
+            self.dropped.single(self.cell.dropped() as f64),
             self.errors
                 .single(self.cell.dump_errors.load(Relaxed) as f64),
         ]

@@ -1,17 +1,21 @@
-//! The HTTP endpoint: `/metrics`, `/-/healthy`, `/-/ready` and
-//! `/-/reload` (see [`super::reload`]), served by warp on a
-//! single-threaded tokio runtime in a thread of its own. Nothing it does
-//! touches the polling path: a scrape renders what was published.
+//! The HTTP endpoint: `/metrics`, `/-/healthy`, `/-/ready` and whatever
+//! routes the wiring adds (the listener policy's `/-/reload`), served by
+//! warp on a single-threaded tokio runtime in a thread of its own. Nothing
+//! it does touches the polling path: a scrape renders what was published.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use super::Metrics;
+
+/// A route served beside the metrics' own, tried after them.
+pub type Route = BoxedFilter<(Box<dyn Reply>,)>;
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,9 +34,13 @@ pub fn bind(address: &str) -> io::Result<TcpListener> {
     TcpListener::bind(&addrs[..])
 }
 
-/// Serves `metrics` on `listener` from a new thread, until the process
-/// exits.
-pub fn spawn(metrics: Arc<Metrics>, listener: TcpListener) -> io::Result<JoinHandle<()>> {
+/// Serves `metrics` and `extra` routes on `listener` from a new thread,
+/// until the process exits.
+pub fn spawn(
+    metrics: Arc<Metrics>,
+    extra: Vec<Route>,
+    listener: TcpListener,
+) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -44,7 +52,12 @@ pub fn spawn(metrics: Arc<Metrics>, listener: TcpListener) -> io::Result<JoinHan
             prefer_short_slices();
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => warp::serve(routes(metrics)).incoming(listener).run().await,
+                    Ok(listener) => {
+                        warp::serve(routes(metrics, extra))
+                            .incoming(listener)
+                            .run()
+                            .await
+                    }
                     Err(e) => log!("metrics: cannot serve: {e}"),
                 }
             })
@@ -86,17 +99,13 @@ fn prefer_short_slices() {
     let _ = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
 }
 
-fn routes(
-    metrics: Arc<Metrics>,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
-{
+fn routes(metrics: Arc<Metrics>, extra: Vec<Route>) -> Route {
     let scrape = {
         let metrics = Arc::clone(&metrics);
         warp::path!("metrics").and(warp::get()).map(move || {
             warp::reply::with_header(metrics.render(), header::CONTENT_TYPE, TEXT_FORMAT)
         })
     };
-    let reload = super::reload::route(Arc::clone(&metrics));
     let healthy = warp::path!("-" / "healthy").and(warp::get()).map(|| "OK\n");
     let ready = warp::path!("-" / "ready").and(warp::get()).map(move || {
         if metrics.is_ready() {
@@ -108,14 +117,16 @@ fn routes(
             )
         }
     });
-    scrape
-        .map(|r| Box::new(r) as Box<dyn warp::Reply>)
-        .or(healthy.map(|r| Box::new(r) as Box<dyn warp::Reply>))
+    let own = scrape
+        .map(|r| Box::new(r) as Box<dyn Reply>)
+        .or(healthy.map(|r| Box::new(r) as Box<dyn Reply>))
         .unify()
-        .or(ready.map(|r| Box::new(r) as Box<dyn warp::Reply>))
+        .or(ready.map(|r| Box::new(r) as Box<dyn Reply>))
         .unify()
-        .or(reload)
-        .unify()
+        .boxed();
+    extra
+        .into_iter()
+        .fold(own, |routes, route| routes.or(route).unify().boxed())
 }
 
 #[cfg(test)]

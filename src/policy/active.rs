@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::evaluate::{evaluate, Evaluation, Observed, ViolationKind};
 use super::file::{self, PolicyError};
 use super::rule::Policy;
 use crate::exposure::inventory::ListeningSocket;
 use crate::exposure::worker::ListenerHook;
+use crate::lock::lock;
 use crate::log::RateLimit;
 
 /// Reloads are operator-driven, violations follow listeners coming and
@@ -19,24 +22,17 @@ use crate::log::RateLimit;
 static RELOAD_LOG: RateLimit = RateLimit::with_budget(10, 60_000);
 static VIOLATION_LOG: RateLimit = RateLimit::with_budget(20, 60_000);
 
-#[derive(Default)]
-struct Latest {
-    /// The last inventory, so that a reload is evaluated at once.
-    observed: Option<Arc<[Observed]>>,
-    evaluation: Option<Arc<Evaluation>>,
-}
-
 pub struct ActivePolicy {
     path: PathBuf,
-    policy: Mutex<Arc<Policy>>,
-    latest: Mutex<Latest>,
+    policy: ArcSwap<Policy>,
+    /// The last inventory, so that a reload is evaluated at once; its lock
+    /// also makes evaluations one at a time (see `apply`).
+    observed: Mutex<Option<Arc<[Observed]>>>,
+    /// The last evaluation, for /metrics; `None` before the first inventory.
+    evaluation: ArcSwapOption<Evaluation>,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     last_reload_ok: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a successful reload applied.
@@ -54,8 +50,9 @@ impl ActivePolicy {
         let policy = file::load(&path)?;
         Ok(Arc::new(Self {
             path,
-            policy: Mutex::new(Arc::new(policy)),
-            latest: Mutex::new(Latest::default()),
+            policy: ArcSwap::from_pointee(policy),
+            observed: Mutex::new(None),
+            evaluation: ArcSwapOption::empty(),
             reloads_success: AtomicU64::new(0),
             reloads_failure: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(true),
@@ -67,7 +64,7 @@ impl ActivePolicy {
     }
 
     pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&lock(&self.policy))
+        self.policy.load_full()
     }
 
     /// Re-reads the file. A file that does not validate leaves the
@@ -77,10 +74,10 @@ impl ActivePolicy {
         match file::load(&self.path) {
             Ok(policy) => {
                 let rules = policy.rules.len();
-                *lock(&self.policy) = Arc::new(policy);
+                self.policy.store(Arc::new(policy));
                 self.reloads_success.fetch_add(1, Relaxed);
                 self.last_reload_ok.store(true, Relaxed);
-                let observed = lock(&self.latest).observed.clone();
+                let observed = lock(&self.observed).clone();
                 let violated = observed.map(|o| self.apply(o));
                 log_limited!(
                     RELOAD_LOG,
@@ -95,7 +92,7 @@ impl ActivePolicy {
                 log_limited!(
                     RELOAD_LOG,
                     "listen policy: reload rejected, keeping the previous policy ({} rules): {e}",
-                    lock(&self.policy).rules.len()
+                    self.rules()
                 );
                 Err(e)
             }
@@ -109,14 +106,14 @@ impl ActivePolicy {
     }
 
     fn apply(&self, observed: Arc<[Observed]>) -> usize {
-        // Policy read, evaluation and store under one lock: an inventory
-        // evaluated against the policy a reload just replaced can never be
-        // stored after the reload's own evaluation.
+        // Policy read, evaluation and publication under one lock: an
+        // inventory evaluated against the policy a reload just replaced can
+        // never be published after the reload's own evaluation.
         let (evaluation, previous) = {
-            let mut latest = lock(&self.latest);
-            let evaluation = Arc::new(evaluate(&self.policy(), &observed));
-            latest.observed = Some(observed);
-            let previous = latest.evaluation.replace(Arc::clone(&evaluation));
+            let mut last = lock(&self.observed);
+            let evaluation = Arc::new(evaluate(&self.policy.load(), &observed));
+            *last = Some(observed);
+            let previous = self.evaluation.swap(Some(Arc::clone(&evaluation)));
             (evaluation, previous)
         };
         log_changes(previous.as_deref(), &evaluation);
@@ -125,12 +122,12 @@ impl ActivePolicy {
 
     /// The last evaluation; `None` before the first inventory.
     pub fn evaluation(&self) -> Option<Arc<Evaluation>> {
-        lock(&self.latest).evaluation.clone()
+        self.evaluation.load_full()
     }
 
     /// Rules in the active policy.
     pub fn rules(&self) -> usize {
-        lock(&self.policy).rules.len()
+        self.policy.load().rules.len()
     }
 
     /// `(successful, failed)` reloads so far.

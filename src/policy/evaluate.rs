@@ -350,20 +350,14 @@ pub(crate) mod tests {
     #[test]
     fn a_whole_policy_counts_passes_and_failures_in_rule_order() {
         let e = eval(
+            // Arrays of inline tables: the same rules as [[listen]] sections.
             r#"
-            [[listen]]
-            name = "ssh"
-            proto = "tcp"
-            port = 22
-            [[listen]]
-            name = "web"
-            proto = "tcp"
-            port = 80
-            [[forbid]]
-            name = "telnet"
-            port = 23
-            [[count]]
-            listeners = 6
+            listen = [
+                { name = "ssh", proto = "tcp", port = 22 },
+                { name = "web", proto = "tcp", port = 80 },
+            ]
+            forbid = [{ name = "telnet", port = 23 }]
+            count = [{ listeners = 6 }]
             "#,
             &host(),
         );

@@ -31,8 +31,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::rule::{Assertion, Bind, Policy, ProcessMatch, Rule, Selector};
+use crate::address::Scope;
 use crate::exposure::inventory::Proto;
-use crate::exposure::Scope;
 
 /// Why a policy file was not accepted.
 #[derive(Debug, thiserror::Error)]

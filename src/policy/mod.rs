@@ -8,11 +8,13 @@
 //! - [`report`]: the tstconfig-style text report of `tcp-info check`.
 //! - [`check`]: `tcp-info check --policy FILE` (one inventory, one report).
 //! - [`active`]: the agent's live policy (`-listen-policy`), reloadable.
+//! - [`reload`]: `POST /-/reload`, the route the metrics server serves.
 
 pub mod active;
 pub mod check;
 pub mod evaluate;
 pub mod file;
+pub mod reload;
 pub mod report;
 pub mod rule;
 

@@ -4,9 +4,8 @@
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
-use crate::exclusion::canonical;
+use crate::address::Scope;
 use crate::exposure::inventory::{family_label, ListeningSocket, Proto};
-use crate::exposure::Scope;
 
 /// Which bound addresses a rule is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +24,7 @@ impl Bind {
         match self {
             Bind::Any => true,
             Bind::Scope(scope) => listener.scope == scope,
-            Bind::Addr(addr) => canonical(listener.addr) == canonical(addr),
+            Bind::Addr(addr) => listener.addr.to_canonical() == addr.to_canonical(),
         }
     }
 }

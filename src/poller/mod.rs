@@ -6,12 +6,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, DumpSource, InetDiagMsg};
 
 use crate::cache::{Cache, Entry, Update};
+use crate::clock::unix_millis as now_ms;
 use crate::exclusion::{AnonymizeMask, Anonymizer, Exclusion};
 use crate::log::RateLimit;
 use crate::saver::{ShardGone, ShardQueue};
@@ -110,13 +111,6 @@ fn per_family_requests() -> Vec<DumpRequest> {
             ..ALL_FAMILIES
         })
         .to_vec()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl<S: DumpSource> Poller<S> {

@@ -1,5 +1,5 @@
-//! Address ranges (`198.51.100.0/24`, `2001:db8::/32`) and the set of them
-//! that decides which peers get per-peer connection states.
+//! Address ranges (`198.51.100.0/24`, `2001:db8::/32`), parsed as Go's
+//! `net.ParseCIDR` parses them.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -78,40 +78,9 @@ impl Cidr {
     }
 }
 
-/// The ranges given to `-remote-states`: a peer is tracked when any holds
-/// it. A handful of ranges is the expected use, so a linear scan is the
-/// cheapest test.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerFilter {
-    ranges: Vec<Cidr>,
-}
-
-impl PeerFilter {
-    pub fn new(ranges: Vec<Cidr>) -> Self {
-        Self { ranges }
-    }
-
-    /// The range list, canonical (host bits cleared), for the start-up log.
-    pub fn ranges(&self) -> &[Cidr] {
-        &self.ranges
-    }
-
-    /// Whether `peer` is inside one of the ranges. An IPv4-mapped IPv6 peer
-    /// (`::ffff:198.51.100.2`, an IPv4 client of a dual-stack socket) is
-    /// tested as the IPv4 address it is.
-    pub fn contains(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.ranges.iter().any(|r| r.contains(peer))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn ranges_parse_like_go_with_host_bits_cleared_and_bare_addresses_as_hosts() {
@@ -145,26 +114,5 @@ mod tests {
             let e = bad.parse::<Cidr>().unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
-    }
-
-    #[test]
-    fn membership_by_family_prefix_and_mapped_ipv4() {
-        let filter = PeerFilter::new(vec![
-            "198.51.100.0/30".parse().unwrap(),
-            "2001:db8::/64".parse().unwrap(),
-        ]);
-        assert!(filter.contains(ip("198.51.100.0")));
-        assert!(filter.contains(ip("198.51.100.3")));
-        assert!(!filter.contains(ip("198.51.100.4")));
-        assert!(filter.contains(ip("::ffff:198.51.100.2")));
-        assert!(!filter.contains(ip("::ffff:198.51.100.9")));
-        assert!(filter.contains(ip("2001:db8::ffff:1")));
-        assert!(!filter.contains(ip("2001:db8:0:1::1")));
-        // 198.51.100.0 as an IPv6 address (not mapped) is not the IPv4 one.
-        assert!(!filter.contains(ip("::c633:6400")));
-        assert!(!PeerFilter::default().contains(ip("198.51.100.1")));
-        let everything = PeerFilter::new(vec!["0.0.0.0/0".parse().unwrap()]);
-        assert!(everything.contains(ip("255.255.255.255")));
-        assert!(!everything.contains(ip("::1")));
     }
 }

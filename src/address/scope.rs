@@ -3,8 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::exclusion::canonical;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     /// 127.0.0.0/8 and ::1: reachable from this host only.
@@ -36,7 +34,7 @@ impl Scope {
 /// Classifies an address; IPv4-mapped IPv6 addresses (how dual-stack
 /// sockets report IPv4 ends) are classified as the IPv4 address they carry.
 pub fn classify(ip: IpAddr) -> Scope {
-    match canonical(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),
     }
