@@ -22,60 +22,44 @@ use crate::exposure::remote::DEFAULT_MAX_SERIES;
 )]
 pub struct Config {
     /// Directory under which the YYYY/MM/DD/<UUID>.<seq>.jsonl.zst tree is written.
-    #[arg(
-        long = "output",
-        env = "OUTPUT",
-        default_value = "data",
-        value_name = "DIR"
-    )]
+    #[arg(long = "output", default_value = "data", value_name = "DIR")]
     pub output: PathBuf,
 
     /// How many polling cycles to run; 0 means until SIGTERM/SIGINT.
-    #[arg(long = "reps", env = "REPS", default_value_t = 0, value_name = "N")]
+    #[arg(long = "reps", default_value_t = 0, value_name = "N")]
     pub reps: u64,
 
     /// Time between the starts of two polls (Go duration: 10ms, 1s).
-    #[arg(long = "poll-interval", env = "POLL_INTERVAL", default_value = "10ms", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "poll-interval", default_value = "10ms", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub poll_interval: Duration,
 
     /// Longest time a snapshot waits in memory before it is compressed and
     /// appended to its file.
-    #[arg(long = "flush-interval", env = "FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "flush-interval", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub flush_interval: Duration,
 
     /// Age at which a connection's file is closed and the next segment
     /// (<UUID>.<seq+1>) begins.
-    #[arg(long = "rotation-interval", env = "ROTATION_INTERVAL", default_value = "10m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "rotation-interval", default_value = "10m", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub rotation_interval: Duration,
 
     /// Leave out connections with a loopback, link-local, multicast or
     /// unspecified address at either end (-exclude-local=false keeps them).
-    #[arg(long = "exclude-local", env = "EXCLUDE_LOCAL", default_value_t = true, action = ArgAction::Set,
+    #[arg(long = "exclude-local", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub exclude_local: bool,
 
     /// Leave out connections from this local port (repeatable, or comma-separated).
-    #[arg(
-        long = "exclude-srcport",
-        env = "EXCLUDE_SRCPORT",
-        value_delimiter = ',',
-        value_name = "PORT"
-    )]
+    #[arg(long = "exclude-srcport", value_delimiter = ',', value_name = "PORT")]
     pub exclude_srcport: Vec<u16>,
 
     /// Leave out connections to this remote address (repeatable, or comma-separated).
-    #[arg(
-        long = "exclude-dstip",
-        env = "EXCLUDE_DSTIP",
-        value_delimiter = ',',
-        value_name = "IP"
-    )]
+    #[arg(long = "exclude-dstip", value_delimiter = ',', value_name = "IP")]
     pub exclude_dstip: Vec<IpAddr>,
 
     /// Anonymize remote addresses in archives and events.
     #[arg(
         long = "anonymize.ip",
-        env = "ANONYMIZE_IP",
         value_enum,
         default_value = "none",
         value_name = "METHOD"
@@ -83,59 +67,45 @@ pub struct Config {
     pub anonymize_ip: Anonymization,
 
     /// File whose content is the UUID prefix; default <hostname>_<boot time>_unsafe.
-    #[arg(
-        long = "uuid-prefix-file",
-        env = "UUID_PREFIX_FILE",
-        value_name = "FILE"
-    )]
+    #[arg(long = "uuid-prefix-file", value_name = "FILE")]
     pub uuid_prefix_file: Option<PathBuf>,
 
     /// Unix socket on which connection open/close events are served.
-    #[arg(
-        long = "tcpinfo.eventsocket",
-        env = "TCPINFO_EVENTSOCKET",
-        value_name = "PATH"
-    )]
+    #[arg(long = "tcpinfo.eventsocket", value_name = "PATH")]
     pub eventsocket: Option<PathBuf>,
 
     /// Address of the Prometheus /metrics server (a bare :port means all addresses).
     #[arg(
         long = "prometheusx.listen-address",
         alias = "prom",
-        env = "PROMETHEUSX_LISTEN_ADDRESS",
         default_value = ":9990",
         value_name = "ADDR"
     )]
     pub prometheus_listen_address: String,
 
     /// Interval of the summary log line (records, new, changed, closed, errors, polls).
-    #[arg(long = "stats-interval", env = "STATS_INTERVAL", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "stats-interval", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub stats_interval: Duration,
 
     /// Export per-peer connection states (tcpinfo_remote_connections) for
     /// peers inside these ranges (repeatable, or comma-separated).
-    #[arg(
-        long = "remote-states",
-        env = "REMOTE_STATES",
-        value_delimiter = ',',
-        value_name = "CIDR"
-    )]
+    #[arg(long = "remote-states", value_delimiter = ',', value_name = "CIDR")]
     pub remote_states: Vec<Cidr>,
 
     /// Most tcpinfo_remote_connections series exported; the busiest peers
     /// are kept.
-    #[arg(long = "remote-states.max-series", env = "REMOTE_STATES_MAX_SERIES", default_value_t = DEFAULT_MAX_SERIES as u32,
+    #[arg(long = "remote-states.max-series", default_value_t = DEFAULT_MAX_SERIES as u32,
           value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub remote_states_max_series: u32,
 
     /// Writer threads that format, compress and write archives.
-    #[arg(long = "writers", env = "WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    #[arg(long = "writers", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,
 
     /// Listener policy (TOML, or JSON when the name ends in .json) checked
     /// every inventory and exported as tcpinfo_listening_policy_*; re-read
     /// on SIGHUP and POST /-/reload.
-    #[arg(long = "listen-policy", env = "LISTEN_POLICY", value_name = "FILE")]
+    #[arg(long = "listen-policy", value_name = "FILE")]
     pub listen_policy: Option<PathBuf>,
 }
 
@@ -171,7 +141,7 @@ impl Invocation {
         if args.get(1).map(String::as_str) == Some("check") {
             let program = format!("{} check", args[0]);
             let rest = std::iter::once(program).chain(args[2..].iter().cloned());
-            return goflag::try_parse(rest).map(Invocation::Check);
+            return goflag::try_parse_with_env(rest).map(Invocation::Check);
         }
         Config::try_parse_go_args(args).map(|c| Invocation::Agent(Box::new(c)))
     }
@@ -185,7 +155,7 @@ impl Config {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        goflag::try_parse(args)
+        goflag::try_parse_with_env(args)
     }
 }
 
@@ -231,6 +201,39 @@ mod tests {
         assert_eq!(b.reps, 3);
         assert_eq!(a.exclude_srcport, vec![22, 80]);
         assert_eq!(b.exclude_srcport, vec![22, 80]);
+    }
+
+    #[test]
+    fn every_flag_reads_its_environment_variable_as_flagx_names_it() {
+        use clap::CommandFactory;
+        let command = goflag::with_env_names(Config::command());
+        let env = |long: &str| {
+            let arg = command.get_arguments().find(|a| a.get_long() == Some(long));
+            arg.and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        for (flag, variable) in [
+            ("output", "OUTPUT"),
+            ("poll-interval", "POLL_INTERVAL"),
+            ("exclude-local", "EXCLUDE_LOCAL"),
+            ("exclude-srcport", "EXCLUDE_SRCPORT"),
+            ("anonymize.ip", "ANONYMIZE_IP"),
+            ("uuid-prefix-file", "UUID_PREFIX_FILE"),
+            ("tcpinfo.eventsocket", "TCPINFO_EVENTSOCKET"),
+            ("prometheusx.listen-address", "PROMETHEUSX_LISTEN_ADDRESS"),
+            ("remote-states.max-series", "REMOTE_STATES_MAX_SERIES"),
+            ("listen-policy", "LISTEN_POLICY"),
+        ] {
+            assert_eq!(env(flag).as_deref(), Some(variable), "-{flag}");
+        }
+        let check = goflag::with_env_names(CheckConfig::command());
+        let policy = check
+            .get_arguments()
+            .find(|a| a.get_long() == Some("policy"));
+        assert_eq!(
+            policy.and_then(|a| a.get_env()).and_then(|e| e.to_str()),
+            Some("LISTEN_POLICY")
+        );
     }
 
     #[test]

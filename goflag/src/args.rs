@@ -17,6 +17,42 @@ pub fn try_parse<P: Parser>(
     P::try_parse_from(go_style_args(P::command(), args))
 }
 
+/// Like [`try_parse`], every flag not given also read from the environment
+/// under its [`env_name`], as M-Lab's `flagx.ArgsFromEnv` does for Go
+/// tools. A flag that names its own variable (`#[arg(env = "…")]`) keeps it.
+pub fn try_parse_with_env<P: Parser>(
+    args: impl IntoIterator<Item = impl Into<String>>,
+) -> Result<P, clap::Error> {
+    let command = with_env_names(P::command());
+    let mut matches = command
+        .clone()
+        .try_get_matches_from(go_style_args(command, args))?;
+    P::from_arg_matches_mut(&mut matches)
+}
+
+/// The environment variable of flag `long`: upper-case, `.` and `-` as `_`
+/// (`anonymize.ip` → `ANONYMIZE_IP`).
+pub fn env_name(long: &str) -> String {
+    long.chars()
+        .map(|c| match c {
+            '.' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// `command` with every long flag that has no environment variable of its
+/// own reading [`env_name`] (clap's help lists it).
+pub fn with_env_names(command: Command) -> Command {
+    command.mut_args(|arg| match arg.get_long() {
+        Some(long) if arg.get_env().is_none() && !matches!(long, "help" | "version") => {
+            let name = env_name(long);
+            arg.env(name)
+        }
+        _ => arg,
+    })
+}
+
 /// Rewrites `args` (program name first) for `command`. A boolean is a flag
 /// whose action takes no value (`SetTrue`, help, version), or whose one
 /// optional value must be attached with `=` (`num_args(0..=1)` with
@@ -177,5 +213,33 @@ mod tests {
         );
         assert_eq!(rewrite(&["---x", "-=y"]), ["prog", "---x", "-=y"]);
         assert_eq!(rewrite(&["-nope", "v"]), ["prog", "--nope", "v"]);
+    }
+
+    #[test]
+    fn environment_names_follow_flagx() {
+        assert_eq!(env_name("anonymize.ip"), "ANONYMIZE_IP");
+        assert_eq!(
+            env_name("prometheusx.listen-address"),
+            "PROMETHEUSX_LISTEN_ADDRESS"
+        );
+        assert_eq!(env_name("output"), "OUTPUT");
+    }
+
+    #[test]
+    fn every_long_flag_reads_its_variable_unless_it_names_its_own() {
+        let command = with_env_names(
+            Command::new("t")
+                .arg(Arg::new("a").long("poll-interval"))
+                .arg(Arg::new("b").long("policy").env("LISTEN_POLICY")),
+        );
+        let env = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(env("a").as_deref(), Some("POLL_INTERVAL"));
+        assert_eq!(env("b").as_deref(), Some("LISTEN_POLICY"));
     }
 }

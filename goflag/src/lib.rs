@@ -5,7 +5,8 @@
 //!   `-flag value` and `--flag value` all mean the same; a boolean never
 //!   takes the next argument; parsing stops at `--` or the first argument
 //!   that is not a flag. Which flags are booleans comes from the clap
-//!   definitions.
+//!   definitions. [`try_parse_with_env`] also reads every flag from the
+//!   environment under its [`env_name`] (`OUTPUT`, `ANONYMIZE_IP`).
 //! - [`parse_go_duration`]: `time.ParseDuration` (`10ms`, `1m30s`, `1.5h`).
 //! - [`parse_go_bool`]: `strconv.ParseBool` (`true`, `1`, `F`, …).
 //! - [`report`]: a parse error as the one line Go's `flag` would print.
@@ -15,7 +16,7 @@ mod boolean;
 mod duration;
 mod report;
 
-pub use args::{go_style_args, try_parse};
+pub use args::{env_name, go_style_args, try_parse, try_parse_with_env, with_env_names};
 pub use boolean::parse_go_bool;
 pub use duration::{parse_go_duration, DurationError};
 pub use report::{one_line, report};

@@ -119,6 +119,12 @@ impl Rig {
         items
     }
 
+    /// The family of every dump request, in order.
+    fn families(&self) -> Vec<u8> {
+        let requests = self.poller.source().requests();
+        requests.iter().map(|r| r.family).collect()
+    }
+
     fn handed(&self) -> BTreeMap<u64, Handed> {
         let mut by_cookie: BTreeMap<u64, Handed> = BTreeMap::new();
         for (cookie, kind) in self.items() {
@@ -169,12 +175,7 @@ fn the_story_opens_changes_and_closes_what_the_kernel_showed() {
     assert_eq!(rig.stats.queued.load(Relaxed), queued as u64);
     assert_eq!(rig.stats.closed.load(Relaxed), 4);
     assert_eq!(rig.stats.new.load(Relaxed), 8);
-    assert!(rig
-        .poller
-        .source()
-        .requests()
-        .iter()
-        .all(|r| r.family == AF_UNSPEC));
+    assert!(rig.families().iter().all(|&f| f == AF_UNSPEC));
 }
 
 #[test]
@@ -297,15 +298,8 @@ fn a_refused_all_families_dump_falls_back_to_one_dump_per_family() {
     // Five replies, two cycles: the refusal is not a cycle of its own.
     rig.poller.config.reps = 2;
     rig.run().unwrap();
-    let families: Vec<u8> = rig
-        .poller
-        .source()
-        .requests()
-        .iter()
-        .map(|r| r.family)
-        .collect();
     assert_eq!(
-        families,
+        rig.families(),
         [AF_UNSPEC, AF_INET6, AF_INET, AF_INET6, AF_INET],
         "IPv6 then IPv4, as M-Lab's tool asks"
     );
@@ -330,12 +324,7 @@ fn a_refusal_after_the_all_families_dump_worked_is_a_failed_dump() {
     ];
     let mut rig = rig(script, 1);
     rig.run().unwrap();
-    assert!(rig
-        .poller
-        .source()
-        .requests()
-        .iter()
-        .all(|r| r.family == AF_UNSPEC));
+    assert!(rig.families().iter().all(|&f| f == AF_UNSPEC));
     assert_eq!(rig.stats.netlink_errors.load(Relaxed), 1);
     assert_eq!(rig.stats.closed.load(Relaxed), 0);
 }

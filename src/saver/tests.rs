@@ -103,6 +103,13 @@ impl Shard {
             .collect()
     }
 
+    /// The connection's first frame is written; then the disk is full.
+    fn open_then_fill_the_disk(&mut self) {
+        self.open(T0);
+        self.flush_all();
+        limit_file_size(self.file_len(0));
+    }
+
     fn file_len(&self, sequence: u32) -> u64 {
         let mut paths = Vec::new();
         collect(&self.output, &mut paths);
@@ -221,10 +228,7 @@ fn a_failed_flush_at_rotation_never_reopens_the_closed_segment() {
         "saver::tests::a_failed_flush_at_rotation_never_reopens_the_closed_segment",
         || {
             let mut shard = shard();
-            shard.open(T0);
-            shard.flush_all();
-            // The disk is full from here on.
-            limit_file_size(shard.file_len(0));
+            shard.open_then_fill_the_disk();
             shard.snapshot(T0 + 1000);
             shard.flush_all();
             // Rotation is due, but segment 0's last line is not in yet.
@@ -257,9 +261,7 @@ fn a_closed_connection_whose_last_write_failed_keeps_its_file_until_it_is_writte
         "saver::tests::a_closed_connection_whose_last_write_failed_keeps_its_file_until_it_is_written",
         || {
             let mut shard = shard();
-            shard.open(T0);
-            shard.flush_all();
-            limit_file_size(shard.file_len(0));
+            shard.open_then_fill_the_disk();
             shard.snapshot(T0 + 1000);
             shard.close(T0 + 2000);
             assert_eq!(shard.stats.files_closed.load(Relaxed), 0);
