@@ -3,11 +3,10 @@
 //! datagram walker, the reply parser, the change comparison and the cache —
 //! the code the poller runs on every byte the kernel sends.
 
-mod common;
-
 use std::net::{Shutdown, TcpListener};
 
-use common::*;
+use harness::traffic::Connection;
+use harness::Netns;
 use inetdiag::netlink::{walk_datagram, DatagramStats, NLMSG_HDRLEN};
 use inetdiag::request::DumpRequest;
 use inetdiag::{tcp_info as layout, DiagRecord, DiagSocket, MAX_ATTRIBUTE_TYPE};
