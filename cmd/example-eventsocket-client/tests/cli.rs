@@ -4,7 +4,7 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use harness::process::Signal;
-use harness::Process;
+use harness::{wait_until, Process};
 use tcp_info::archive::Timestamp;
 use tcp_info::eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, Server, SockId};
 
@@ -32,10 +32,6 @@ impl Client {
     }
 }
 
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    harness::wait_until(DEADLINE, what, cond);
-}
-
 fn sample_open() -> FlowEvent {
     FlowEvent::open(
         Timestamp::parse("2019-04-02T14:12:37.511Z").unwrap(),
@@ -58,7 +54,7 @@ fn logs_events_and_exits_cleanly_on_sigterm() {
     let server = Server::start(&path).unwrap();
     let arg = format!("-tcpinfo.eventsocket={}", path.display());
     let mut client = Client::spawn(&[&arg]);
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
 
     let publisher = server.publisher();
     publisher.publish(&sample_open());
@@ -123,7 +119,7 @@ fn exits_with_a_clear_message_when_the_server_goes_away() {
     let path = dir.path().join("events.sock");
     let server = Server::start(&path).unwrap();
     let mut client = Client::spawn(&["-tcpinfo.eventsocket", path.to_str().unwrap()]);
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
     server.shutdown();
     client.expect_line("tcp-info closed the event socket");
     assert!(client.wait_exit().success());
@@ -136,7 +132,7 @@ fn waits_for_the_socket_to_appear() {
     let mut client = Client::spawn(&[&format!("-tcpinfo.eventsocket={}", path.display())]);
     client.expect_line("waiting up to");
     let server = Server::start(&path).unwrap();
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
     server.shutdown();
     assert!(client.wait_exit().success());
 }

@@ -13,15 +13,11 @@ use std::time::Duration;
 
 use harness::archive::archive_files;
 use harness::traffic::Connection;
-use harness::{Agent, Netns};
+use harness::{wait_until, Agent, Netns};
 use tcp_info::eventsocket::client::{self, ClientError, End, Stopper};
 use tcp_info::eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    harness::wait_until(DEADLINE, what, cond);
-}
 
 /// An agent in its own namespace (so that it sees exactly this test's
 /// connections) archiving loopback connections and serving events.
@@ -83,7 +79,9 @@ impl EventAgent {
     fn sync_clients(&self, collectors: &[&Collector]) {
         let canary = self.connect_many(1);
         for c in collectors {
-            wait_until("canary open event", || c.opens_on(canary.port).len() == 2);
+            wait_until(DEADLINE, "canary open event", || {
+                c.opens_on(canary.port).len() == 2
+            });
         }
     }
 
@@ -202,7 +200,9 @@ fn two_clients_see_one_open_then_one_close_per_connection_matching_kernel_and_ar
     let port = conns.port;
     // 50 connections, two sockets each.
     for c in [&a, &b] {
-        wait_until("100 open events", || c.opens_on(port).len() == 100);
+        wait_until(DEADLINE, "100 open events", || {
+            c.opens_on(port).len() == 100
+        });
     }
     let kernel = agent.kernel_sockets(port);
     assert_eq!(kernel.len(), 100, "kernel sockets");
@@ -224,9 +224,11 @@ fn two_clients_see_one_open_then_one_close_per_connection_matching_kernel_and_ar
     drop(conns);
     let uuids: HashSet<String> = opened.keys().cloned().collect();
     for c in [&a, &b] {
-        wait_until("100 close events", || c.closed().is_superset(&uuids));
+        wait_until(DEADLINE, "100 close events", || {
+            c.closed().is_superset(&uuids)
+        });
     }
-    wait_until("archive files for every UUID", || {
+    wait_until(DEADLINE, "archive files for every UUID", || {
         agent.archive_uuids().is_superset(&uuids)
     });
 
@@ -274,10 +276,14 @@ fn stuck_client_is_dropped_while_polling_and_other_clients_carry_on() {
     let round = |all: &mut HashSet<String>| {
         let conns = agent.connect_many(200);
         let port = conns.port;
-        wait_until("round opens", || healthy.opens_on(port).len() == 400);
+        wait_until(DEADLINE, "round opens", || {
+            healthy.opens_on(port).len() == 400
+        });
         let uuids: HashSet<String> = healthy.opens_on(port).into_keys().collect();
         drop(conns);
-        wait_until("round closes", || healthy.closed().is_superset(&uuids));
+        wait_until(DEADLINE, "round closes", || {
+            healthy.closed().is_superset(&uuids)
+        });
         all.extend(uuids);
     };
     let dropped = |agent: &EventAgent| {
@@ -296,7 +302,7 @@ fn stuck_client_is_dropped_while_polling_and_other_clients_carry_on() {
     }
     assert_eq!(dropped(&agent), 0, "not dropped before its queue is full");
     let stats_before = mean_intervals_ms(&agent.log_lines()).len();
-    wait_until("three stats lines", || {
+    wait_until(DEADLINE, "three stats lines", || {
         mean_intervals_ms(&agent.log_lines()).len() >= stats_before + 3
     });
     // The first line may still cover the churn; the next two are quiet.
