@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::metrics::METRICS_PORT;
 use crate::netns::Netns;
 use crate::process::{Process, Signal};
+use crate::system::run;
 use crate::wait::wait_until;
 
 /// The flags most tests pass: fast polling, flushing and logging; the
@@ -64,19 +65,12 @@ pub fn agent_binary() -> &'static Path {
         };
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let out = Command::new(&cargo)
+        run(Command::new(cargo)
             .args(["build", "--quiet", "-p", "tcp-info", "--bin", "tcp-info"])
             .args(["--profile", profile])
             .arg("--manifest-path")
             .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir)
-            .output()
-            .unwrap_or_else(|e| panic!("running {cargo:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "cargo could not build the agent:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .env("CARGO_TARGET_DIR", target_dir));
         let binary = profile_dir.join("tcp-info");
         assert!(binary.is_file(), "no agent at {}", binary.display());
         binary

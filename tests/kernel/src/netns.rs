@@ -31,6 +31,16 @@ fn ip(args: &[&str]) {
     run(tool("ip").args(args));
 }
 
+/// Adds address `cidr` to `dev` in namespace `ns`; an IPv6 one without
+/// duplicate address detection, so that it is usable at once.
+fn add_address(ns: &str, dev: &str, cidr: &str) {
+    if cidr.contains(':') {
+        ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    } else {
+        ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+    }
+}
+
 /// A network namespace, deleted on drop (processes still inside keep it
 /// alive until they exit; a [`crate::Process`] is killed on drop).
 pub struct Netns {
@@ -57,20 +67,14 @@ impl Netns {
     /// every scope has an address to bind and no packet can leave.
     pub fn with_every_scope() -> Self {
         let ns = Netns::new();
-        for addr in ["198.51.100.1/32", "10.77.0.1/32", "100.64.0.1/32"] {
-            ip(&["-n", &ns.name, "addr", "add", addr, "dev", "lo"]);
-        }
-        ip(&[
-            "-n",
-            &ns.name,
-            "-6",
-            "addr",
-            "add",
+        for addr in [
+            "198.51.100.1/32",
+            "10.77.0.1/32",
+            "100.64.0.1/32",
             "fd00::1/128",
-            "dev",
-            "lo",
-            "nodad",
-        ]);
+        ] {
+            add_address(&ns.name, "lo", addr);
+        }
         ns
     }
 
@@ -200,15 +204,7 @@ impl NetnsPair {
             &client.name,
         ]);
         for (ns, dev, ip_addr) in [(&server, &vs, SERVER_IP), (&client, &vc, CLIENT_IP)] {
-            ip(&[
-                "-n",
-                &ns.name,
-                "addr",
-                "add",
-                &format!("{ip_addr}/24"),
-                "dev",
-                dev,
-            ]);
+            add_address(&ns.name, dev, &format!("{ip_addr}/24"));
             ip(&["-n", &ns.name, "link", "set", dev, "up"]);
         }
         let pair = NetnsPair {
@@ -235,35 +231,17 @@ impl NetnsPair {
     /// Adds another address to the client's interface (to have a second
     /// remote peer).
     pub fn add_client_address(&self, ip_addr: &str) {
-        ip(&[
-            "-n",
+        add_address(
             &self.client.name,
-            "addr",
-            "add",
-            &format!("{ip_addr}/24"),
-            "dev",
             &self.client_dev,
-        ]);
+            &format!("{ip_addr}/24"),
+        );
     }
 
     /// Gives both ends an IPv6 address (`server`/64 and `client`/64, no
     /// duplicate address detection, so they are usable at once).
     pub fn add_ipv6(&self, server: &str, client: &str) {
-        for (ns, dev, ip_addr) in [
-            (&self.server, &self.server_dev, server),
-            (&self.client, &self.client_dev, client),
-        ] {
-            ip(&[
-                "-n",
-                &ns.name,
-                "-6",
-                "addr",
-                "add",
-                &format!("{ip_addr}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-        }
+        add_address(&self.server.name, &self.server_dev, &format!("{server}/64"));
+        add_address(&self.client.name, &self.client_dev, &format!("{client}/64"));
     }
 }
