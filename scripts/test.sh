@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README "Quick start"; CI runs it through .ci/run).
-# Installs the Debian packages the tests drive when they are missing, then
-# runs the whole workspace's tests. Needs root: the tests create network
-# namespaces and read every socket's tcp_info.
+# `cargo test` alone runs the tests that need neither root nor system tools;
+# this runs those and the kernel tests (tests/kernel, not a default member:
+# `--workspace` takes them in). Needs root: the kernel tests create network
+# namespaces. Installs the Debian packages they drive when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v inotifywait >/dev/null || need+=(inotify-tools)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
@@ -24,5 +26,7 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The kernel tests would build the agent on first use; built here, every
+# binary is ready before any test starts.
 cargo build --workspace --release --bins
 cargo test --workspace --release "$@"

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tcp_info::eventsocket::Server;
 use tcpinfo_archive::Timestamp;
@@ -14,13 +14,7 @@ fn count_entries(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
+const DEADLINE: Duration = Duration::from_secs(20);
 
 #[test]
 fn hundred_clients_churning_while_events_flow_leak_nothing() {
@@ -74,8 +68,8 @@ fn hundred_clients_churning_while_events_flow_leak_nothing() {
     assert!(received.load(Ordering::Relaxed) > 0);
 
     // Every hung-up client is noticed and released while the server runs.
-    wait_until("all clients released", || server.clients() == 0);
-    wait_until("client descriptors closed", || {
+    harness::wait_until(DEADLINE, "all clients released", || server.clients() == 0);
+    harness::wait_until(DEADLINE, "client descriptors closed", || {
         count_entries("/proc/self/fd") <= fds_before + 1
     });
 
@@ -89,7 +83,7 @@ fn hundred_clients_churning_while_events_flow_leak_nothing() {
         fds_before,
         "descriptor leak"
     );
-    wait_until("threads ended", || {
+    harness::wait_until(DEADLINE, "threads ended", || {
         count_entries("/proc/self/task") <= threads_before
     });
 }

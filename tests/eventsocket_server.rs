@@ -15,14 +15,6 @@ use tcpinfo_eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn open_event(n: u64) -> FlowEvent {
     FlowEvent::open(
         Timestamp::from_unix_millis(1_554_214_357_000 + n as i64),
@@ -56,7 +48,7 @@ fn every_client_gets_every_event_in_publish_order() {
     let publisher = server.publisher();
     let mut a = client::connect(server.path()).unwrap();
     let mut b = client::connect(server.path()).unwrap();
-    wait_until("two clients", || server.clients() == 2);
+    harness::wait_until(DEADLINE, "two clients", || server.clients() == 2);
 
     let mut sent = Vec::new();
     for n in 0..500 {
@@ -81,7 +73,7 @@ fn wire_format_is_go_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let stream = UnixStream::connect(server.path()).unwrap();
-    wait_until("client", || server.clients() == 1);
+    harness::wait_until(DEADLINE, "client", || server.clients() == 1);
     let id = SockId {
         sport: 8080,
         dport: 51234,
@@ -114,12 +106,12 @@ fn client_joining_mid_stream_gets_events_from_then_on() {
     let server = start(dir.path());
     let publisher = server.publisher();
     let mut early = client::connect(server.path()).unwrap();
-    wait_until("first client", || server.clients() == 1);
+    harness::wait_until(DEADLINE, "first client", || server.clients() == 1);
     publisher.publish(&open_event(1));
     assert_eq!(early.next_event().unwrap().unwrap(), open_event(1));
 
     let mut late = client::connect(server.path()).unwrap();
-    wait_until("second client", || server.clients() == 2);
+    harness::wait_until(DEADLINE, "second client", || server.clients() == 2);
     publisher.publish(&close_event(1));
     assert_eq!(early.next_event().unwrap().unwrap(), close_event(1));
     assert_eq!(late.next_event().unwrap().unwrap(), close_event(1));
@@ -141,7 +133,7 @@ fn stuck_client_is_dropped_and_counted_without_delaying_others() {
     // Connects and never reads.
     let stuck = UnixStream::connect(server.path()).unwrap();
     let reader = client::connect(server.path()).unwrap();
-    wait_until("two clients", || server.clients() == 2);
+    harness::wait_until(DEADLINE, "two clients", || server.clients() == 2);
 
     let total = 20_000u64;
     let progress = Arc::new(AtomicU64::new(0));
@@ -169,7 +161,9 @@ fn stuck_client_is_dropped_and_counted_without_delaying_others() {
         if n % 100 == 99 {
             // Let the healthy reader keep up (bursts stay under its queue
             // capacity); the stuck one cannot.
-            wait_until("reader progress", || progress.load(Ordering::Relaxed) > n);
+            harness::wait_until(DEADLINE, "reader progress", || {
+                progress.load(Ordering::Relaxed) > n
+            });
         }
     }
     let (got, _reader) = consumer.join().unwrap();
@@ -230,7 +224,7 @@ fn shutdown_delivers_what_was_queued() {
     let server = start(dir.path());
     let publisher = server.publisher();
     let conn = client::connect(server.path()).unwrap();
-    wait_until("client", || server.clients() == 1);
+    harness::wait_until(DEADLINE, "client", || server.clients() == 1);
     for n in 0..100 {
         publisher.publish(&open_event(n));
     }
@@ -321,7 +315,7 @@ fn stopper_ends_a_blocked_read_cleanly() {
         let end = conn.run(&mut Recorder::default());
         end.unwrap()
     });
-    wait_until("client", || server.clients() == 1);
+    harness::wait_until(DEADLINE, "client", || server.clients() == 1);
     stopper.stop();
     assert_eq!(reader.join().unwrap(), End::Stopped);
 }

@@ -20,14 +20,6 @@ use tcpinfo_eventsocket::{
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn ts() -> Timestamp {
     Timestamp::parse("2024-05-01T10:00:00.5Z").unwrap()
 }
@@ -121,7 +113,7 @@ fn a_client_that_never_writes_gets_only_open_and_close_while_a_subscriber_gets_c
     let mut conn = client::connect(server.path()).unwrap();
     conn.subscribe(&[Subscription::ListenerChange]).unwrap();
     let subscriber = Reader::start(conn);
-    wait_until("the acknowledgement", || {
+    harness::wait_until(DEADLINE, "the acknowledgement", || {
         subscriber.acks() == [vec![Subscription::ListenerChange]]
     });
     assert_eq!(server.clients(), 2);

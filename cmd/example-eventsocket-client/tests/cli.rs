@@ -1,88 +1,35 @@
 //! The example client binary against a real event socket server.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
+use harness::process::Signal;
+use harness::{wait_until, Process};
 use tcp_info::eventsocket::Server;
 use tcpinfo_eventsocket::Timestamp;
 use tcpinfo_eventsocket::{FlowEvent, ListenerChangeKind, ListenerEvent, SockId};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Client {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// The client binary, its log read as it comes; killed on drop.
+struct Client(Process);
 
 impl Client {
     fn spawn(args: &[&str]) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_example-eventsocket-client"))
-            .args(args)
-            .env_remove("TCPINFO_EVENTSOCKET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Client { child, lines }
+        Client(Process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_example-eventsocket-client"))
+                .args(args)
+                .env_remove("TCPINFO_EVENTSOCKET"),
+        ))
     }
 
-    /// Waits for a log line containing `needle`; returns it.
-    fn expect_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line containing {needle:?}"),
-            }
-        }
+    /// Waits for the next log line containing `needle`; returns it.
+    fn expect_line(&mut self, needle: &str) -> String {
+        self.0.expect_line(DEADLINE, needle)
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("client did not exit");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Client {
-    /// A failed test must not leave the process behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.0.wait_exit(DEADLINE).0
     }
 }
 
@@ -108,7 +55,7 @@ fn logs_events_and_exits_cleanly_on_sigterm() {
     let server = Server::start(&path).unwrap();
     let arg = format!("-tcpinfo.eventsocket={}", path.display());
     let mut client = Client::spawn(&[&arg]);
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
 
     let publisher = server.publisher();
     publisher.publish(&sample_open());
@@ -131,11 +78,7 @@ fn logs_events_and_exits_cleanly_on_sigterm() {
         "{close}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &client.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    client.0.signal(Signal::SIGTERM);
     client.expect_line("shutdown");
     assert!(client.wait_exit().success());
     server.shutdown();
@@ -177,7 +120,7 @@ fn exits_with_a_clear_message_when_the_server_goes_away() {
     let path = dir.path().join("events.sock");
     let server = Server::start(&path).unwrap();
     let mut client = Client::spawn(&["-tcpinfo.eventsocket", path.to_str().unwrap()]);
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
     server.shutdown();
     client.expect_line("tcp-info closed the event socket");
     assert!(client.wait_exit().success());
@@ -190,7 +133,7 @@ fn waits_for_the_socket_to_appear() {
     let mut client = Client::spawn(&[&format!("-tcpinfo.eventsocket={}", path.display())]);
     client.expect_line("waiting up to");
     let server = Server::start(&path).unwrap();
-    wait_until("client connected", || server.clients() == 1);
+    wait_until(DEADLINE, "client connected", || server.clients() == 1);
     server.shutdown();
     assert!(client.wait_exit().success());
 }

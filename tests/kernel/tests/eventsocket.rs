@@ -3,104 +3,123 @@
 //! archive, and that a stuck client costs the agent nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use harness::archive::archive_files;
+use harness::traffic::Connection;
+use harness::{wait_until, Agent, Netns};
 use tcpinfo_eventsocket::client::{self, ClientError, End, Stopper};
 use tcpinfo_eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A running agent writing to a temporary directory.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+/// An agent in its own namespace (so that it sees exactly this test's
+/// connections) archiving loopback connections and serving events.
+struct EventAgent {
+    // Dropped in this order: the agent, its socket's directory, the
+    // namespace it ran in.
+    agent: Agent,
     socket: PathBuf,
-    output: PathBuf,
-    _dir: tempfile::TempDir,
+    _socket_dir: tempfile::TempDir,
+    ns: Netns,
 }
 
-impl Agent {
-    fn start(extra: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("events.sock");
-        let output = dir.path().join("archive");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-info"))
+impl EventAgent {
+    fn start(extra: &[&str]) -> EventAgent {
+        let ns = Netns::new();
+        let socket_dir = tempfile::tempdir().unwrap();
+        let socket = socket_dir.path().join("events.sock");
+        let agent = Agent::builder()
+            .netns(&ns)
+            .eventsocket(&socket)
             .arg("-exclude-local=false")
-            .arg(format!("-output={}", output.display()))
-            .arg(format!("-tcpinfo.eventsocket={}", socket.display()))
             .arg("-prometheusx.listen-address=127.0.0.1:0")
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcp-info");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        {
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let agent = Agent {
-            child,
-            log,
+            .start();
+        EventAgent {
+            agent,
             socket,
-            output,
-            _dir: dir,
-        };
-        wait_until("the event socket", || {
-            UnixStream::connect(&agent.socket).is_ok()
-        });
-        agent
+            _socket_dir: socket_dir,
+            ns,
+        }
     }
 
     fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.agent.log()
     }
 
     /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> ExitStatus {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+    fn stop(&mut self) -> std::process::ExitStatus {
+        self.agent.stop(DEADLINE)
+    }
+
+    /// `n` established loopback connections to one listener in the
+    /// agent's namespace.
+    fn connect_many(&self, n: usize) -> Connections {
+        self.ns.enter(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _pairs = (0..n).map(|_| Connection::open(&listener)).collect();
+            Connections {
+                port,
+                _pairs,
+                _listener: listener,
             }
-            assert!(Instant::now() < deadline, "tcp-info did not stop");
-            thread::sleep(Duration::from_millis(10));
+        })
+    }
+
+    /// Waits until every collector has seen the open event of a fresh
+    /// connection: from then on they are registered with the server.
+    fn sync_clients(&self, collectors: &[&Collector]) {
+        let canary = self.connect_many(1);
+        for c in collectors {
+            wait_until(DEADLINE, "canary open event", || {
+                c.opens_on(canary.port).len() == 2
+            });
         }
     }
-}
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// The kernel's view of our sockets: every TCP socket with `port` at
+    /// either end, keyed by (sport, dport).
+    fn kernel_sockets(&self, port: u16) -> HashMap<(u16, u16), SockId> {
+        self.ns.enter(|| {
+            let mut socket = inetdiag::DiagSocket::new().unwrap();
+            let request = inetdiag::request::DumpRequest {
+                family: inetdiag::AF_INET,
+                protocol: 6, // IPPROTO_TCP
+                states: u32::MAX,
+                extensions: 0,
+            };
+            let mut found = HashMap::new();
+            socket
+                .dump(&request, |payload| {
+                    let record = inetdiag::DiagRecord::parse(payload).unwrap();
+                    let id = SockId::from_msg(&record.msg());
+                    if (id.sport == port || id.dport == port) && id.dport != 0 {
+                        found.insert((id.sport, id.dport), id);
+                    }
+                })
+                .unwrap();
+            found
+        })
+    }
+
+    /// Archive files by UUID: `<output>/YYYY/MM/DD/<UUID>.<seq>.jsonl.zst`.
+    fn archive_uuids(&self) -> HashSet<String> {
+        archive_files(&self.agent.output)
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                let (uuid, _seq) = name.strip_suffix(".jsonl.zst")?.rsplit_once('.')?;
+                Some(uuid.to_string())
+            })
+            .collect()
     }
 }
 
@@ -166,97 +185,26 @@ impl Collector {
 /// `n` established loopback connections to one listener: both ends.
 struct Connections {
     port: u16,
-    _pairs: Vec<(TcpStream, TcpStream)>,
+    _pairs: Vec<Connection>,
     _listener: TcpListener,
-}
-
-fn connect_many(n: usize) -> Connections {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _pairs = (0..n)
-        .map(|_| {
-            let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let (s, _) = listener.accept().unwrap();
-            (c, s)
-        })
-        .collect();
-    Connections {
-        port,
-        _pairs,
-        _listener: listener,
-    }
-}
-
-/// Waits until every collector has seen the open event of a fresh
-/// connection: from then on they are registered with the server.
-fn sync_clients(collectors: &[&Collector]) {
-    let canary = connect_many(1);
-    for c in collectors {
-        wait_until("canary open event", || c.opens_on(canary.port).len() == 2);
-    }
-}
-
-/// The kernel's view of our sockets: every TCP socket with `port` at
-/// either end, keyed by (sport, dport).
-fn kernel_sockets(port: u16) -> HashMap<(u16, u16), SockId> {
-    let mut socket = inetdiag::DiagSocket::new().unwrap();
-    let request = inetdiag::request::DumpRequest {
-        family: inetdiag::AF_INET,
-        protocol: 6, // IPPROTO_TCP
-        states: u32::MAX,
-        extensions: 0,
-    };
-    let mut found = HashMap::new();
-    socket
-        .dump(&request, |payload| {
-            let record = inetdiag::DiagRecord::parse(payload).unwrap();
-            let id = SockId::from_msg(&record.msg());
-            if (id.sport == port || id.dport == port) && id.dport != 0 {
-                found.insert((id.sport, id.dport), id);
-            }
-        })
-        .unwrap();
-    found
-}
-
-/// Archive files by UUID: `<output>/YYYY/MM/DD/<UUID>.<seq>.jsonl.zst`.
-fn archive_uuids(output: &Path) -> HashSet<String> {
-    fn walk(dir: &Path, out: &mut HashSet<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                if let Some(stem) = name.strip_suffix(".jsonl.zst") {
-                    if let Some((uuid, _seq)) = stem.rsplit_once('.') {
-                        out.insert(uuid.to_string());
-                    }
-                }
-            }
-        }
-    }
-    let mut out = HashSet::new();
-    walk(output, &mut out);
-    out
 }
 
 #[test]
 fn two_clients_see_one_open_then_one_close_per_connection_matching_kernel_and_archive() {
-    let mut agent = Agent::start(&[]);
+    let mut agent = EventAgent::start(&[]);
     let a = Collector::connect(&agent.socket);
     let b = Collector::connect(&agent.socket);
-    sync_clients(&[&a, &b]);
+    agent.sync_clients(&[&a, &b]);
 
-    let conns = connect_many(50);
+    let conns = agent.connect_many(50);
     let port = conns.port;
     // 50 connections, two sockets each.
     for c in [&a, &b] {
-        wait_until("100 open events", || c.opens_on(port).len() == 100);
+        wait_until(DEADLINE, "100 open events", || {
+            c.opens_on(port).len() == 100
+        });
     }
-    let kernel = kernel_sockets(port);
+    let kernel = agent.kernel_sockets(port);
     assert_eq!(kernel.len(), 100, "kernel sockets");
     let opened = a.opens_on(port);
     for (uuid, id) in &opened {
@@ -276,10 +224,12 @@ fn two_clients_see_one_open_then_one_close_per_connection_matching_kernel_and_ar
     drop(conns);
     let uuids: HashSet<String> = opened.keys().cloned().collect();
     for c in [&a, &b] {
-        wait_until("100 close events", || c.closed().is_superset(&uuids));
+        wait_until(DEADLINE, "100 close events", || {
+            c.closed().is_superset(&uuids)
+        });
     }
-    wait_until("archive files for every UUID", || {
-        archive_uuids(&agent.output).is_superset(&uuids)
+    wait_until(DEADLINE, "archive files for every UUID", || {
+        agent.archive_uuids().is_superset(&uuids)
     });
 
     for collector in [a, b] {
@@ -314,25 +264,29 @@ fn mean_intervals_ms(log: &[String]) -> Vec<f64> {
 
 #[test]
 fn stuck_client_is_dropped_while_polling_and_other_clients_carry_on() {
-    let mut agent = Agent::start(&["-stats-interval=1s"]);
+    let mut agent = EventAgent::start(&["-stats-interval=1s"]);
     // Connects and never reads.
     let mut stuck = UnixStream::connect(&agent.socket).unwrap();
     let healthy = Collector::connect(&agent.socket);
-    sync_clients(&[&healthy]);
+    agent.sync_clients(&[&healthy]);
 
     // Each round: 200 connections (400 sockets) open, then close; 800
     // events, all of which the healthy client must see.
     let mut all = HashSet::new();
     let round = |all: &mut HashSet<String>| {
-        let conns = connect_many(200);
+        let conns = agent.connect_many(200);
         let port = conns.port;
-        wait_until("round opens", || healthy.opens_on(port).len() == 400);
+        wait_until(DEADLINE, "round opens", || {
+            healthy.opens_on(port).len() == 400
+        });
         let uuids: HashSet<String> = healthy.opens_on(port).into_keys().collect();
         drop(conns);
-        wait_until("round closes", || healthy.closed().is_superset(&uuids));
+        wait_until(DEADLINE, "round closes", || {
+            healthy.closed().is_superset(&uuids)
+        });
         all.extend(uuids);
     };
-    let dropped = |agent: &Agent| {
+    let dropped = |agent: &EventAgent| {
         agent
             .log_lines()
             .iter()
@@ -348,7 +302,7 @@ fn stuck_client_is_dropped_while_polling_and_other_clients_carry_on() {
     }
     assert_eq!(dropped(&agent), 0, "not dropped before its queue is full");
     let stats_before = mean_intervals_ms(&agent.log_lines()).len();
-    wait_until("three stats lines", || {
+    wait_until(DEADLINE, "three stats lines", || {
         mean_intervals_ms(&agent.log_lines()).len() >= stats_before + 3
     });
     // The first line may still cover the churn; the next two are quiet.

@@ -3,13 +3,17 @@
 //! segments begin. Each test runs the agent in its own network namespace so
 //! that it sees exactly the test's sockets.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
 
-use common::*;
+use harness::agent::{FAST, UUID_PREFIX};
+use harness::archive::{
+    archive_files, bytes_acked, bytes_received, frames, idm, info_state, live_segments_of,
+    output_dir, parse_file_name, read_all, read_segment, state, Segment,
+};
+use harness::traffic::{socket_cookie, Connection, Pump};
+use harness::{wait_until, Agent, Netns};
 
 const LOOPBACK_FLAGS: [&str; 5] = [FAST[0], FAST[1], FAST[2], FAST[3], "-exclude-local=false"];
 
@@ -229,7 +233,7 @@ fn idle_connection_adds_no_lines_across_flushes() {
     // clock that proves flushes happened.
     let pump = Pump::start(vec![busy], 1000, Duration::from_millis(5));
     let frames_of = |cookie: u64| -> usize {
-        common::archive_files(&out)
+        archive_files(&out)
             .iter()
             .find(|p| parse_file_name(p).0.ends_with(&format!("_{cookie:016X}")))
             .map(|p| frames(&std::fs::read(p).unwrap()).0.len())

@@ -3,13 +3,12 @@
 //! labels, its connections with the right direction and scope, and the
 //! 256-series cap holds.
 
-mod common;
-mod metrics_harness;
-
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use metrics_harness::{program_name, wait_for, Agent, Netns, Scrape, METRICS_PORT};
+use harness::metrics::{Scrape, METRICS_PORT};
+use harness::process::program_name;
+use harness::{wait_for, Agent, Netns};
 
 const LISTENING: &str = "tcpinfo_listening_ports";
 
@@ -48,10 +47,10 @@ struct Sockets {
 
 #[test]
 fn real_listeners_appear_with_family_scope_and_process_and_leave_when_closed() {
-    let ns = Netns::new();
-    let agent = Agent::start(&ns, &[]);
+    let ns = Netns::with_every_scope();
+    let agent = Agent::serving_metrics(&ns, &[]);
 
-    let sockets = ns.run(|| {
+    let sockets = ns.enter(|| {
         let tcp = [
             ("127.0.0.1:7001", "ipv4", "loopback"),
             ("[::1]:7002", "ipv6", "loopback"),
@@ -165,9 +164,9 @@ fn real_listeners_appear_with_family_scope_and_process_and_leave_when_closed() {
 
 #[test]
 fn three_hundred_listeners_give_256_series_a_rising_drop_counter_and_one_log_line() {
-    let ns = Netns::new();
-    let agent = Agent::start(&ns, &[]);
-    let listeners: Vec<TcpListener> = ns.run(|| {
+    let ns = Netns::with_every_scope();
+    let agent = Agent::serving_metrics(&ns, &[]);
+    let listeners: Vec<TcpListener> = ns.enter(|| {
         (20000..20300)
             .map(|p| TcpListener::bind(("127.0.0.1", p)).unwrap())
             .collect()
@@ -194,7 +193,7 @@ fn three_hundred_listeners_give_256_series_a_rising_drop_counter_and_one_log_lin
         (dropped(&s) > before).then_some(s)
     });
     assert_eq!(later.series(LISTENING).count(), 256);
-    let log = agent.log();
+    let log = agent.log_text();
     let lines = log
         .lines()
         .filter(|l| l.contains("only 256 exported"))
@@ -205,8 +204,8 @@ fn three_hundred_listeners_give_256_series_a_rising_drop_counter_and_one_log_lin
 
 #[test]
 fn ready_and_healthy_endpoints_answer() {
-    let ns = Netns::new();
-    let _agent = Agent::start(&ns, &[]);
+    let ns = Netns::with_every_scope();
+    let _agent = Agent::serving_metrics(&ns, &[]);
     let (status, body) = ns.http_get(METRICS_PORT, "/-/healthy").unwrap();
     assert_eq!(status, 200, "{body}");
     let (status, _) = ns.http_get(METRICS_PORT, "/-/ready").unwrap();

@@ -4,16 +4,14 @@
 //! through open, closing and closed; peers outside the ranges never show,
 //! the cap holds, and without the flag nothing is exported.
 
-mod common;
-mod metrics_harness;
-
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
-use common::{Agent, NetnsPair, CLIENT_IP, SERVER_IP};
-use metrics_harness::{scrape_in, wait_for, Scrape, METRICS_PORT};
+use harness::metrics::{Scrape, METRICS_PORT};
+use harness::netns::{CLIENT_IP, SERVER_IP};
+use harness::traffic::connect_from;
+use harness::{wait_for, wait_for_ok, Agent, NetnsPair};
 
 const REMOTE: &str = "tcpinfo_remote_connections";
 const DROPPED: &str = "tcpinfo_remote_dropped_series_total";
@@ -31,31 +29,6 @@ fn start_agent(pair: &NetnsPair, dir: &tempfile::TempDir, extra: &[&str]) -> Age
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
-}
-
-/// A TCP connection from `src` (port chosen by the kernel) to `dst`.
-fn connect_from(src: IpAddr, dst: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType};
-    use nix::sys::socket::{SockaddrIn, SockaddrIn6};
-    let family = if dst.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd: OwnedFd = socket(family, SockType::Stream, SockFlag::empty(), None).unwrap();
-    let src = SocketAddr::new(src, 0);
-    match (src, dst) {
-        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
-            bind(fd.as_raw_fd(), &SockaddrIn::from(s)).unwrap();
-            connect(fd.as_raw_fd(), &SockaddrIn::from(d)).unwrap();
-        }
-        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
-            bind(fd.as_raw_fd(), &SockaddrIn6::from(s)).unwrap();
-            connect(fd.as_raw_fd(), &SockaddrIn6::from(d)).unwrap();
-        }
-        _ => panic!("{src} and {dst} are of different families"),
-    }
-    TcpStream::from(fd)
 }
 
 /// A listener that keeps a handshaken connection as a SYN_RECV request
@@ -110,22 +83,17 @@ fn assert_no_outsider(scrape: &Scrape) {
 /// Waits until the scraped series satisfy `condition`, checking on every
 /// scrape that no outsider appears; returns the satisfying scrape.
 fn wait_states(pair: &NetnsPair, what: &str, condition: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = Vec::new();
-    loop {
-        if let Some(s) = scrape_in(&pair.server) {
+    wait_for_ok(Duration::from_secs(10), what, || {
+        if let Some(s) = pair.server.scrape() {
             assert_no_outsider(&s);
             if condition(&s) {
-                return s;
+                return Ok(s);
             }
             last = table(&s);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last series: {last:#?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+        Err(format!("series {last:#?}"))
+    })
 }
 
 #[test]
@@ -240,7 +208,7 @@ fn connections_from_a_peer_go_open_closing_closed_and_outsiders_never_appear() {
         Duration::from_secs(20),
         "the closed retention to end",
         || {
-            let s = scrape_in(&pair.server)?;
+            let s = pair.server.scrape()?;
             count(&s, &peer(8080), "closed").is_none().then_some(s)
         },
     );
@@ -272,7 +240,7 @@ fn three_hundred_peers_keep_exactly_max_series_and_count_the_rest() {
             .collect()
     });
     let capped = wait_for(Duration::from_secs(10), "the cap to apply", || {
-        let s = scrape_in(&pair.server)?;
+        let s = pair.server.scrape()?;
         (s.value(DROPPED, &[]).unwrap_or(0.0) > 0.0).then_some(s)
     });
     assert_eq!(capped.series(REMOTE).count(), 256);
@@ -284,7 +252,7 @@ fn three_hundred_peers_keep_exactly_max_series_and_count_the_rest() {
     assert_eq!(count(&capped, &format!("{CLIENT_IP}:20256"), "open"), None);
     let before = capped.value(DROPPED, &[]).unwrap();
     let later = wait_for(Duration::from_secs(10), "the drop counter to rise", || {
-        let s = scrape_in(&pair.server)?;
+        let s = pair.server.scrape()?;
         (s.value(DROPPED, &[]).unwrap() > before).then_some(s)
     });
     assert_eq!(later.series(REMOTE).count(), 256);
@@ -319,7 +287,7 @@ fn smaller_max_series_is_honoured() {
             .into()
     });
     let s = wait_for(Duration::from_secs(10), "the cap to apply", || {
-        let s = scrape_in(&pair.server)?;
+        let s = pair.server.scrape()?;
         (s.value(DROPPED, &[]).unwrap_or(0.0) > 0.0).then_some(s)
     });
     assert_eq!(
@@ -347,7 +315,7 @@ fn without_the_flag_nothing_is_exported() {
         Duration::from_secs(10),
         "the connection in the gauges",
         || {
-            let s = scrape_in(&pair.server)?;
+            let s = pair.server.scrape()?;
             (s.value("tcpinfo_tcp_connections_by_port", &[("port", "8080")]) == Some(1.0))
                 .then_some(s)
         },
@@ -358,24 +326,4 @@ fn without_the_flag_nothing_is_exported() {
         s.text
     );
     drop(listener);
-}
-
-#[test]
-fn a_bad_range_is_a_one_line_error_and_exit_2() {
-    for (bad, named) in [
-        ("-remote-states=198.51.100.0/33", "198.51.100.0/33"),
-        ("-remote-states=198.51.100.0/24,bogus", "bogus"),
-    ] {
-        let out = std::process::Command::new(common::agent_binary())
-            .arg(bad)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{bad}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
-        assert!(
-            err.contains("--remote-states") && err.contains(named),
-            "{bad}: {err}"
-        );
-    }
 }

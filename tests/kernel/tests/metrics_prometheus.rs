@@ -4,16 +4,16 @@
 //! its own temp dir) scrapes the agent and answers queries for the
 //! listening series.
 
-mod common;
-mod metrics_harness;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use metrics_harness::{program_name, url_encode, wait_for, Agent, Killed, Netns};
+use harness::metrics::url_encode;
+use harness::process::program_name;
+use harness::system::{tool, tool_path};
+use harness::{wait_for, Agent, Netns, Process};
 
 /// M-Lab's histogram names, kept as they are for existing dashboards.
 const LEGACY_HISTOGRAMS: [&str; 6] = [
@@ -29,21 +29,21 @@ const PROMETHEUS_PORT: u16 = 9090;
 
 #[test]
 fn promtool_reports_only_the_legacy_histogram_names() {
-    let ns = Netns::new();
-    let _agent = Agent::start(&ns, &[]);
-    let _listener = ns.run(|| TcpListener::bind("198.51.100.1:7200").unwrap());
+    let ns = Netns::with_every_scope();
+    let _agent = Agent::serving_metrics(&ns, &[]);
+    let _listener = ns.enter(|| TcpListener::bind("198.51.100.1:7200").unwrap());
     let scrape = wait_for(Duration::from_secs(10), "the listener's series", || {
         let s = ns.scrape()?;
         s.value("tcpinfo_listening_ports", &[("port", "7200")])
             .map(|_| s)
     });
-    let mut promtool = Command::new("promtool")
+    let mut promtool = tool("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian package prometheus) is installed");
+        .expect("running promtool");
     promtool
         .stdin
         .take()
@@ -67,9 +67,9 @@ fn promtool_reports_only_the_legacy_histogram_names() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
-    let ns = Netns::new();
-    let _agent = Agent::start(&ns, &[]);
-    let _sockets = ns.run(|| {
+    let ns = Netns::with_every_scope();
+    let _agent = Agent::serving_metrics(&ns, &[]);
+    let _sockets = ns.enter(|| {
         (
             TcpListener::bind("198.51.100.1:7300").unwrap(),
             UdpSocket::bind("[fd00::1]:7301").unwrap(),
@@ -84,15 +84,15 @@ fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
          scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:9990']\n",
     )
     .unwrap();
-    let _prometheus = Killed(ns.spawn(
-        "prometheus",
-        &[
-            format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"),
-        ],
-        &dir.path().join("prometheus.out"),
-    ));
+    let _prometheus = Process::spawn(
+        ns.command(tool_path("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}")),
+    );
 
     let query = |q: &str| -> Option<Vec<serde_json::Value>> {
         let path = format!("/api/v1/query?query={}", url_encode(q));
@@ -135,16 +135,16 @@ fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
 /// the agent really exports when its exposure options are on.
 #[test]
 fn the_shipped_exposure_alerts_hold_and_name_exported_metrics() {
-    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     for args in [
         &["check", "rules", "exposure-alerts.yml"][..],
         &["test", "rules", "exposure-alerts.test.yml"],
     ] {
-        let out = Command::new("promtool")
+        let out = tool("promtool")
             .args(args)
             .current_dir(&deploy)
             .output()
-            .expect("promtool (Debian package prometheus) is installed");
+            .expect("running promtool");
         assert!(
             out.status.success(),
             "promtool {args:?}:\n{}{}",
@@ -160,15 +160,15 @@ fn the_shipped_exposure_alerts_hold_and_name_exported_metrics() {
         .collect();
     assert!(named.len() >= 4, "{named:?}");
 
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, "[[forbid]]\nport = 23\n").unwrap();
     let policy_flag = format!("-listen-policy={}", policy.display());
-    let _agent = Agent::start(&ns, &[&policy_flag, "-remote-states=198.51.100.0/24"]);
+    let _agent = Agent::serving_metrics(&ns, &[&policy_flag, "-remote-states=198.51.100.0/24"]);
     // What the rules watch for: a forbidden public listener, and an
     // outbound connection to a public peer (198.51.100.0/24 is public).
-    let (_forbidden, _listener, _client, _server) = ns.run(|| {
+    let (_forbidden, _listener, _client, _server) = ns.enter(|| {
         let forbidden = TcpListener::bind("198.51.100.1:23").unwrap();
         let listener = TcpListener::bind("198.51.100.1:7201").unwrap();
         let client = std::net::TcpStream::connect("198.51.100.1:7201").unwrap();

@@ -2,13 +2,15 @@
 //! another namespace over a veth pair (198.51.100.0/24, RFC 5737): what is
 //! archived, what is excluded, and how addresses are anonymized.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
-use common::*;
+use harness::agent::FAST;
+use harness::archive::{bytes_received, idm, live_segments_of, output_dir, read_all};
+use harness::netns::{CLIENT_IP, SERVER_IP};
+use harness::traffic::{socket_cookie, Connection};
+use harness::{wait_until, Agent, NetnsPair};
 
 fn cookies_on_disk(out: &std::path::Path) -> BTreeSet<u64> {
     read_all(out).iter().map(|s| s.cookie()).collect()

@@ -3,18 +3,22 @@
 //! flushes would be shipped half-written. Watched from outside the agent
 //! with inotify (inotify-tools' `inotifywait`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use harness::agent::FAST;
+use harness::archive::{
+    archive_files, frames, output_dir, parse_file_name, read_segment, zstd_cli_accepts,
+};
+use harness::system::tool;
+use harness::traffic::{Connection, Pump};
+use harness::{wait_until, Agent, Netns};
 use tcpinfo_archive::Timestamp;
 
 /// `inotifywait -m -r` over a directory, its output lines collected.
@@ -25,7 +29,7 @@ struct Watch {
 
 impl Watch {
     fn start(dir: &Path) -> Watch {
-        let mut child = Command::new("inotifywait")
+        let mut child = tool("inotifywait")
             .args([
                 "-m",
                 "-r",

@@ -10,9 +10,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use harness::system::tool_path;
+use harness::{wait_for, wait_for_ok, Agent, Netns};
 use tcpinfo_archive::{csv, ArchiveReader, CsvConverter};
 
 const PAYLOAD: usize = 4 << 20;
@@ -27,8 +28,11 @@ struct Ss {
     unacked: u64,
 }
 
-fn ss(port: u16) -> Option<Ss> {
-    let out = Command::new("ss")
+/// `ss -tin` for the established socket with local port `port`, inside
+/// `ns`.
+fn ss(ns: &Netns, port: u16) -> Option<Ss> {
+    let out = ns
+        .command(tool_path("ss"))
         .args([
             "-tinH",
             "state",
@@ -130,36 +134,16 @@ impl Rows {
     }
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SIGTERM: the agent flushes and closes its files.
-        let pid = libc::pid_t::try_from(self.0.id()).unwrap_or(0);
-        if pid > 0 {
-            // SAFETY: kill(2) on the pid of a child this test spawned and
-            // has not yet reaped; no memory is involved.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn archived_connection_converts_and_agrees_with_ss() {
-    let out = tempfile::tempdir().unwrap();
-    let agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_tcp-info"))
-            .arg("-exclude-local=false")
-            .arg(format!("-output={}", out.path().display()))
-            .arg("-flush-interval=50ms")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let ns = Netns::new();
+    let mut agent = Agent::builder()
+        .netns(&ns)
+        .args(["-exclude-local=false", "-flush-interval=50ms"])
+        .start();
+    let out = agent.output.clone();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -173,7 +157,7 @@ fn archived_connection_converts_and_agrees_with_ss() {
         }
         total
     });
-    let mut client = TcpStream::connect(addr).unwrap();
+    let mut client = ns.enter(|| TcpStream::connect(addr).unwrap());
     let port = client.local_addr().unwrap().port();
     let chunk = vec![0x5au8; 1 << 16];
     for _ in 0..PAYLOAD / chunk.len() {
@@ -181,32 +165,24 @@ fn archived_connection_converts_and_agrees_with_ss() {
     }
 
     // Idle, and nothing in flight: the kernel's numbers now stand still.
-    let start = Instant::now();
-    let seen = loop {
-        if let Some(s) = ss(port) {
-            if s.unacked == 0 && s.bytes_acked >= PAYLOAD as u64 {
-                break s;
-            }
-        }
-        assert!(start.elapsed() < DEADLINE, "connection never went idle");
-        std::thread::yield_now();
-    };
+    let seen = wait_for(DEADLINE, "the connection to go idle", || {
+        ss(&ns, port).filter(|s| s.unacked == 0 && s.bytes_acked >= PAYLOAD as u64)
+    });
 
     // Wait for the agent to archive that idle state.
     let rows = Rows::new();
-    let archived = loop {
-        let snaps = rows.of(&csv_of(out.path()), port);
-        if let Some(&last) = snaps.iter().rev().find(|s| s.2 == seen.bytes_acked) {
-            break last;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "agent never archived bytes_acked={} for port {port}; saw {:?}",
-            seen.bytes_acked,
-            snaps.last()
-        );
-        std::thread::yield_now();
-    };
+    let archived = wait_for_ok(
+        DEADLINE,
+        &format!(
+            "the agent to archive bytes_acked={} for port {port}",
+            seen.bytes_acked
+        ),
+        || {
+            let snaps = rows.of(&csv_of(&out), port);
+            let last = snaps.iter().rev().find(|s| s.2 == seen.bytes_acked);
+            last.copied().ok_or_else(|| format!("{:?}", snaps.last()))
+        },
+    );
     let (rtt_us, cwnd, bytes_acked) = archived;
     eprintln!("ss: {seen:?}; csv: rtt={rtt_us} cwnd={cwnd} bytes_acked={bytes_acked}");
     assert_eq!(bytes_acked, seen.bytes_acked);
@@ -220,5 +196,6 @@ fn archived_connection_converts_and_agrees_with_ss() {
 
     drop(client);
     assert_eq!(server.join().unwrap(), PAYLOAD);
-    drop(agent);
+    // SIGTERM: the agent flushes and closes its files.
+    agent.stop(DEADLINE);
 }

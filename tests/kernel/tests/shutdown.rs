@@ -2,14 +2,17 @@
 //! every file with everything queued; SIGKILL leaves files that hold whole
 //! zstd frames of whole lines, including everything reported written.
 
-mod common;
-
 use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::*;
-use nix::sys::signal::Signal;
+use harness::agent::FAST;
+use harness::archive::{
+    archive_files, frames, output_dir, parse_lines, read_segment, segment_of, zstd_cli_accepts,
+};
+use harness::process::Signal;
+use harness::traffic::{Connection, Pump};
+use harness::{wait_until, Agent, Netns, Stats};
 
 /// Opens `n` loopback connections in `ns` and keeps data flowing on the
 /// first `busy` of them.
@@ -119,13 +122,7 @@ fn sigkill_after_flushes_leaves_whole_frames_holding_all_reported_written_lines(
             parse_lines(p, &lines);
             text.extend(lines);
         }
-        let (uuid, sequence) = parse_file_name(p);
-        let seg = Segment {
-            path: p.clone(),
-            uuid,
-            sequence,
-            records: parse_lines(p, &text),
-        };
+        let seg = segment_of(p, &text);
         seg.assert_metadata_first();
         snapshots += seg.snapshots().len() as u64;
         // The zstd CLI agrees, unless the kill cut the last frame short.

@@ -4,16 +4,17 @@
 //! go, SIGHUP and `POST /-/reload` with broken and fixed files, and
 //! `/-/reload` refused to a client on another host.
 
-mod common;
-mod metrics_harness;
-
 use std::fs;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use metrics_harness::{program_name, wait_for, Agent, Netns, Scrape, METRICS_PORT};
+use harness::agent::{agent_binary, FAST};
+use harness::metrics::{Scrape, METRICS_PORT};
+use harness::netns::{CLIENT_IP, SERVER_IP};
+use harness::process::{program_name, Signal};
+use harness::{wait_for, Agent, Netns, NetnsPair};
 
 const VIOLATIONS: &str = "tcpinfo_listening_policy_violations";
 const OK: &str = "tcpinfo_listening_policy_ok";
@@ -27,8 +28,8 @@ fn write_policy(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// `tcp-info ARGS` inside `ns`.
-fn tcp_info_in(ns: &common::Netns, args: &[&str]) -> Output {
-    ns.command(common::agent_binary())
+fn tcp_info_in(ns: &Netns, args: &[&str]) -> Output {
+    ns.command(agent_binary())
         .args(args)
         .output()
         .expect("running tcp-info")
@@ -40,12 +41,12 @@ fn text(bytes: &[u8]) -> String {
 
 /// `METHOD path` to `addr` from inside `ns`: `(status, body)`.
 fn request(
-    ns: &common::Netns,
+    ns: &Netns,
     addr: SocketAddr,
     method: &str,
     path: &str,
 ) -> std::io::Result<(u16, String)> {
-    ns.enter(|| metrics_harness::http_request(addr, method, path))
+    ns.request(addr, method, path)
 }
 
 /// The violated rules as `(rule, kind, value)`, sorted.
@@ -64,11 +65,11 @@ fn v(rule: &str, kind: &str, value: f64) -> (String, String, f64) {
 
 #[test]
 fn check_passes_fails_and_errors_with_report_and_exit_codes() {
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let me = program_name();
     // The namespace's only listeners: the test's own.
-    let _sockets = ns.run(|| {
+    let _sockets = ns.enter(|| {
         (
             TcpListener::bind("127.0.0.1:7001").unwrap(),
             TcpListener::bind("0.0.0.0:7002").unwrap(),
@@ -109,7 +110,7 @@ listeners = 2
 "#
         ),
     );
-    let out = tcp_info_in(&ns.0, &["check", "--policy", &pass]);
+    let out = tcp_info_in(&ns, &["check", "--policy", &pass]);
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
     assert_eq!(
@@ -133,7 +134,7 @@ listeners = 2
   "count": [{"listeners": 5}]
 }"#,
     );
-    let out = tcp_info_in(&ns.0, &["check", "-policy", &fail]);
+    let out = tcp_info_in(&ns, &["check", "-policy", &fail]);
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
     let expected = format!(
@@ -182,7 +183,7 @@ Assertions failed: 4
         "bad.toml",
         "[[listen]]\nproto = \"tcp\"\nport = 70000\n",
     );
-    let out = tcp_info_in(&ns.0, &["check", "--policy", &bad]);
+    let out = tcp_info_in(&ns, &["check", "--policy", &bad]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert_eq!(
@@ -194,7 +195,7 @@ Assertions failed: 4
         "unknown.toml",
         "[[forbid]]\nport = 23\nscope = \"public\"\n",
     );
-    let out = tcp_info_in(&ns.0, &["check", "--policy", &unknown]);
+    let out = tcp_info_in(&ns, &["check", "--policy", &unknown]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -205,7 +206,7 @@ Assertions failed: 4
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     let missing = dir.path().join("missing.toml").display().to_string();
-    let out = tcp_info_in(&ns.0, &["check", "--policy", &missing]);
+    let out = tcp_info_in(&ns, &["check", "--policy", &missing]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -213,42 +214,9 @@ Assertions failed: 4
     );
     // Bad flags: exit 2, one line.
     for args in [&["check"][..], &["check", "--policy"], &["check", "-nope"]] {
-        let out = tcp_info_in(&ns.0, args);
+        let out = tcp_info_in(&ns, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}");
-    }
-}
-
-#[test]
-fn an_invalid_policy_at_startup_stops_the_agent_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = write_policy(
-        dir.path(),
-        "bad.toml",
-        "[[count]]\nlisteners = 1\nport = \"ssh\"\n",
-    );
-    let missing = dir.path().join("missing.toml").display().to_string();
-    for (policy, want) in [
-        (
-            &bad,
-            format!(
-                "tcp-info: listen policy: {bad}:3: invalid type: string \"ssh\", expected a port number (1-65535)\n"
-            ),
-        ),
-        (
-            &missing,
-            format!("tcp-info: listen policy: {missing}: No such file or directory (os error 2)\n"),
-        ),
-    ] {
-        let out = std::process::Command::new(common::agent_binary())
-            .arg(format!("-output={}", dir.path().join("data").display()))
-            .arg("-prometheusx.listen-address=127.0.0.1:0")
-            .arg(format!("-listen-policy={policy}"))
-            .output()
-            .unwrap();
-        // Like the agent's other start-up errors (files, addresses): exit 1.
-        assert_eq!(out.status.code(), Some(1));
-        assert_eq!(text(&out.stderr), want);
     }
 }
 
@@ -272,10 +240,10 @@ port = 7123
 
 #[test]
 fn agent_violations_follow_a_required_and_a_forbidden_listener() {
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "policy.toml", AGENT_POLICY);
-    let agent = Agent::start(&ns, &[&format!("-listen-policy={policy}")]);
+    let agent = Agent::serving_metrics(&ns, &[&format!("-listen-policy={policy}")]);
     let until = |what: &str, cond: &dyn Fn(&Scrape) -> bool| {
         wait_for(Duration::from_secs(10), what, || {
             let s = ns.scrape()?;
@@ -292,11 +260,11 @@ fn agent_violations_follow_a_required_and_a_forbidden_listener() {
     );
     assert_eq!(s.value(RULES, &[]), Some(3.0));
 
-    let web = ns.run(|| TcpListener::bind("127.0.0.1:7101").unwrap());
+    let web = ns.enter(|| TcpListener::bind("127.0.0.1:7101").unwrap());
     let s = until("the policy to hold", &|s| s.value(OK, &[]) == Some(1.0));
     assert!(violations(&s).is_empty(), "{:?}", violations(&s));
 
-    let telnet = ns.run(|| {
+    let telnet = ns.enter(|| {
         (
             TcpListener::bind("10.77.0.1:7123").unwrap(),
             TcpListener::bind("[fd00::1]:7123").unwrap(),
@@ -314,7 +282,7 @@ fn agent_violations_follow_a_required_and_a_forbidden_listener() {
     });
     assert_eq!(s.value(OK, &[]), Some(0.0));
 
-    let log = agent.log();
+    let log = agent.log_text();
     assert!(
         log.contains("listen policy: rule \"no-telnet\" violated (forbidden)"),
         "{log}"
@@ -327,13 +295,10 @@ fn agent_violations_follow_a_required_and_a_forbidden_listener() {
 
 #[test]
 fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "policy.toml", AGENT_POLICY);
-    let agent = Agent::start(&ns, &[&format!("-listen-policy={policy}")]);
+    let agent = Agent::serving_metrics(&ns, &[&format!("-listen-policy={policy}")]);
     let until = |what: &str, cond: &dyn Fn(&Scrape) -> bool| {
         wait_for(Duration::from_secs(10), what, || {
             let s = ns.scrape()?;
@@ -350,7 +315,7 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
         "[[listen]]\nproto = \"tcp\"\nport = 7101\nbind = \"publik\"\n",
     )
     .unwrap();
-    kill(Pid::from_raw(agent.pid()), Signal::SIGHUP).unwrap();
+    agent.signal(Signal::SIGHUP);
     let s = until("the failed reload to be counted", &|s| {
         reloads(s, "failure") == Some(1.0)
     });
@@ -362,7 +327,7 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
     assert_eq!(s.value(RULES, &[]), Some(3.0));
     assert_eq!(s.value(OK, &[]), Some(0.0));
     assert_eq!(violations(&s), [v("web", "missing", 1.0)]);
-    let log = agent.log();
+    let log = agent.log_text();
     let line = log
         .lines()
         .find(|l| l.contains("reload rejected"))
@@ -375,7 +340,7 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
     );
     // Still the old policy, still evaluated: the required listener
     // appearing makes it hold.
-    let web = ns.run(|| TcpListener::bind("127.0.0.1:7101").unwrap());
+    let web = ns.enter(|| TcpListener::bind("127.0.0.1:7101").unwrap());
     until("the old policy to hold", &|s| s.value(OK, &[]) == Some(1.0));
 
     fs::write(
@@ -383,7 +348,7 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
         "[[forbid]]\nname = \"nothing-on-7101\"\nport = 7101\n",
     )
     .unwrap();
-    kill(Pid::from_raw(agent.pid()), Signal::SIGHUP).unwrap();
+    agent.signal(Signal::SIGHUP);
     let s = until("the fixed policy to apply", &|s| {
         reloads(s, "success") == Some(1.0)
     });
@@ -403,22 +368,20 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
 
 #[test]
 fn reload_over_http_is_for_loopback_clients_only() {
-    let pair = common::NetnsPair::new();
+    let pair = NetnsPair::new();
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "policy.toml", AGENT_POLICY);
     // Metrics on every address (dual-stack), reachable from the peer.
-    let mut args: Vec<String> = common::FAST.iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
     args.push(format!("-listen-policy={policy}"));
     args.push(format!("-prometheusx.listen-address=:{METRICS_PORT}"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = dir.path().join("data");
-    let _agent = common::Agent::start(Some(&pair.server), &output, &args);
+    let _agent = Agent::start(Some(&pair.server), &output, &args);
 
     let loopback4: SocketAddr = ([127, 0, 0, 1], METRICS_PORT).into();
     let loopback6: SocketAddr = "[::1]:9990".parse().unwrap();
-    let public: SocketAddr = format!("{}:{METRICS_PORT}", common::SERVER_IP)
-        .parse()
-        .unwrap();
+    let public: SocketAddr = format!("{SERVER_IP}:{METRICS_PORT}").parse().unwrap();
     let scrape = || {
         let (status, body) = request(&pair.server, loopback4, "GET", "/metrics").unwrap();
         assert_eq!(status, 200);
@@ -433,7 +396,7 @@ fn reload_over_http_is_for_loopback_clients_only() {
         body,
         format!(
             "reload refused: only loopback clients may reload, not {}\n",
-            common::CLIENT_IP
+            CLIENT_IP
         )
     );
     // Scraping from there is fine; only the reload is guarded.
@@ -477,15 +440,15 @@ fn reload_over_http_is_for_loopback_clients_only() {
 
 #[test]
 fn without_the_flag_nothing_about_policy_is_exported_or_reloadable() {
-    let ns = Netns::new();
-    let _agent = Agent::start(&ns, &[]);
+    let ns = Netns::with_every_scope();
+    let _agent = Agent::serving_metrics(&ns, &[]);
     let s = wait_for(Duration::from_secs(10), "a published inventory", || {
         let s = ns.scrape()?;
         s.text.contains("tcpinfo_listening_ports{").then_some(s)
     });
     assert!(!s.text.contains("tcpinfo_listening_policy"), "{}", s.text);
     let loopback: SocketAddr = ([127, 0, 0, 1], METRICS_PORT).into();
-    let (status, body) = request(&ns.0, loopback, "POST", "/-/reload").unwrap();
+    let (status, body) = request(&ns, loopback, "POST", "/-/reload").unwrap();
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         body,

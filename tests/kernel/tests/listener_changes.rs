@@ -4,9 +4,6 @@
 //! the event socket client that subscribed, while a client speaking the Go
 //! protocol (it never writes) sees exactly the open/close events it knows.
 
-mod common;
-mod metrics_harness;
-
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -14,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use metrics_harness::{program_name, wait_for, Agent, Netns, Scrape};
+use harness::metrics::Scrape;
+use harness::process::program_name;
+use harness::{wait_for, Agent, Netns};
 use tcpinfo_eventsocket::client;
 use tcpinfo_eventsocket::{
     Event, FlowEvent, ListenerChangeKind, ListenerEvent, Subscription, TcpEvent,
@@ -96,12 +95,12 @@ fn wait_change(
 
 #[test]
 fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers() {
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     // Listening before the agent starts: the baseline, never "opened".
-    let _early = ns.run(|| TcpListener::bind("198.51.100.1:7000").unwrap());
+    let _early = ns.enter(|| TcpListener::bind("198.51.100.1:7000").unwrap());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("events.sock");
-    let agent = Agent::start(
+    let agent = Agent::serving_metrics(
         &ns,
         &[&format!("-tcpinfo.eventsocket={}", socket.display())],
     );
@@ -127,7 +126,7 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
     assert!(first.series(CHANGES).all(|s| s.value == 0.0));
 
     let program = program_name();
-    let listener = ns.run(|| TcpListener::bind("198.51.100.1:8080").unwrap());
+    let listener = ns.enter(|| TcpListener::bind("198.51.100.1:8080").unwrap());
     let opened = wait_change(&ns, &events, "tcp", ListenerChangeKind::Opened, 8080, 1.0);
     assert_eq!(
         (
@@ -146,7 +145,7 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
 
     // One connection while both clients listen: one Open and one Close
     // per socket on the plain stream.
-    let client = ns.run(|| TcpStream::connect("198.51.100.1:8080").unwrap());
+    let client = ns.enter(|| TcpStream::connect("198.51.100.1:8080").unwrap());
     let (server, _) = listener.accept().unwrap();
     let client_port = client.local_addr().unwrap().port();
     wait_for(DEADLINE, "two opens", || {
@@ -158,12 +157,12 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
     });
 
     // Closed and bound again at once, well within one inventory: no change.
-    let listener = ns.run(move || {
+    let listener = ns.enter(move || {
         drop(listener);
         TcpListener::bind("198.51.100.1:8080").unwrap()
     });
 
-    let udp = ns.run(|| UdpSocket::bind("198.51.100.1:5353").unwrap());
+    let udp = ns.enter(|| UdpSocket::bind("198.51.100.1:5353").unwrap());
     wait_change(&ns, &events, "udp", ListenerChangeKind::Opened, 5353, 1.0);
     drop(udp);
     wait_change(&ns, &events, "udp", ListenerChangeKind::Closed, 5353, 1.0);
@@ -198,8 +197,8 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
 
     // A last connection, announced after every change: once the plain
     // client has its opens, anything published before them has reached it.
-    let canary_listener = ns.run(|| TcpListener::bind("198.51.100.1:9000").unwrap());
-    let canary = ns.run(|| TcpStream::connect("198.51.100.1:9000").unwrap());
+    let canary_listener = ns.enter(|| TcpListener::bind("198.51.100.1:9000").unwrap());
+    let canary = ns.enter(|| TcpStream::connect("198.51.100.1:9000").unwrap());
     let _canary_server = canary_listener.accept().unwrap();
     wait_for(DEADLINE, "the canary's opens", || {
         (plain.lock().unwrap().len() >= 6).then_some(())
@@ -233,7 +232,7 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
     }));
 
     // Each change logged once, on one line.
-    let log = agent.log();
+    let log = agent.log_text();
     for line in [
         format!("listener opened: tcp ipv4 198.51.100.1:8080 (public) by {program}"),
         format!("listener closed: tcp ipv4 198.51.100.1:8080 (public) by {program}"),
@@ -253,10 +252,10 @@ fn listeners_opening_and_closing_are_counted_logged_and_sent_only_to_subscribers
 #[test]
 fn a_client_writing_junk_is_logged_and_keeps_the_plain_stream() {
     use std::io::Write;
-    let ns = Netns::new();
+    let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("events.sock");
-    let agent = Agent::start(
+    let agent = Agent::serving_metrics(
         &ns,
         &[&format!("-tcpinfo.eventsocket={}", socket.display())],
     );
@@ -264,7 +263,7 @@ fn a_client_writing_junk_is_logged_and_keeps_the_plain_stream() {
     junk.write_all(b"GET / HTTP/1.0\n").unwrap();
     let lines = lines_of(junk.try_clone().unwrap());
     let logged = wait_for(DEADLINE, "the junk to be logged", || {
-        let log = agent.log();
+        let log = agent.log_text();
         log.lines()
             .find(|l| l.contains("not a subscription request"))
             .map(str::to_owned)
@@ -274,12 +273,12 @@ fn a_client_writing_junk_is_logged_and_keeps_the_plain_stream() {
         "{logged}"
     );
 
-    let listener = ns.run(|| TcpListener::bind("198.51.100.1:8080").unwrap());
+    let listener = ns.enter(|| TcpListener::bind("198.51.100.1:8080").unwrap());
     wait_for(DEADLINE, "the change to be counted", || {
         let s = ns.scrape()?;
         (changes(&s, "tcp", "opened") == 1.0).then_some(())
     });
-    let client = ns.run(|| TcpStream::connect("198.51.100.1:8080").unwrap());
+    let client = ns.enter(|| TcpStream::connect("198.51.100.1:8080").unwrap());
     let _server = listener.accept().unwrap();
     // The connection's two opens, and nothing about the listener.
     wait_for(DEADLINE, "two opens", || {

@@ -1,0 +1,71 @@
+//! The agent refuses bad settings before it polls: one line on stderr and
+//! a non-zero exit. (It never reaches the kernel, so no root is needed; the
+//! policy and range semantics are tested against real sockets in the
+//! kernel tests, tests/kernel/tests/listen_policy.rs and remote_states.rs.)
+
+use std::path::Path;
+use std::process::Command;
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tcp-info"))
+}
+
+fn write_policy(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn an_invalid_policy_at_startup_stops_the_agent_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_policy(
+        dir.path(),
+        "bad.toml",
+        "[[count]]\nlisteners = 1\nport = \"ssh\"\n",
+    );
+    let missing = dir.path().join("missing.toml").display().to_string();
+    for (policy, want) in [
+        (
+            &bad,
+            format!(
+                "tcp-info: listen policy: {bad}:3: invalid type: string \"ssh\", expected a port number (1-65535)\n"
+            ),
+        ),
+        (
+            &missing,
+            format!("tcp-info: listen policy: {missing}: No such file or directory (os error 2)\n"),
+        ),
+    ] {
+        let out = agent()
+            .arg(format!("-output={}", dir.path().join("data").display()))
+            .arg("-prometheusx.listen-address=127.0.0.1:0")
+            .arg(format!("-listen-policy={policy}"))
+            .output()
+            .unwrap();
+        // Like the agent's other start-up errors (files, addresses): exit 1.
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stderr), want);
+    }
+}
+
+#[test]
+fn a_bad_remote_states_range_is_a_one_line_error_and_exit_2() {
+    for (bad, named) in [
+        ("-remote-states=198.51.100.0/33", "198.51.100.0/33"),
+        ("-remote-states=198.51.100.0/24,bogus", "bogus"),
+    ] {
+        let out = agent().arg(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+        assert!(
+            err.contains("--remote-states") && err.contains(named),
+            "{bad}: {err}"
+        );
+    }
+}
