@@ -77,16 +77,20 @@ impl Saver {
     /// Waits for every shard to finish its files (the poller has dropped
     /// its queues); returns the shards that failed.
     pub fn join(self) -> Vec<ShardFailure> {
-        let mut failures = Vec::new();
-        for (shard, thread) in self.threads.into_iter().enumerate() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => failures.push(ShardFailure::Failed { shard, error }),
-                Err(_) => failures.push(ShardFailure::Panicked { shard }),
-            }
-        }
-        failures
+        join_shards(self.threads)
     }
+}
+
+fn join_shards(threads: Vec<JoinHandle<io::Result<()>>>) -> Vec<ShardFailure> {
+    let mut failures = Vec::new();
+    for (shard, thread) in threads.into_iter().enumerate() {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failures.push(ShardFailure::Failed { shard, error }),
+            Err(_) => failures.push(ShardFailure::Panicked { shard }),
+        }
+    }
+    failures
 }
 
 #[cfg(test)]

@@ -280,3 +280,23 @@ fn a_closed_connection_whose_last_write_failed_keeps_its_file_until_it_is_writte
         },
     );
 }
+
+#[test]
+fn shards_that_failed_or_panicked_are_reported_by_number() {
+    let threads = vec![
+        std::thread::spawn(|| Ok(())),
+        std::thread::spawn(|| Err(std::io::Error::other("disk on fire"))),
+        std::thread::spawn(|| panic!("writer shard dies")),
+    ];
+    let failures: Vec<String> = super::join_shards(threads)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            "writer shard 1 failed: disk on fire",
+            "writer shard 2 panicked"
+        ]
+    );
+}
