@@ -205,35 +205,37 @@ mod tests {
 
     #[test]
     fn every_flag_reads_its_environment_variable_as_flagx_names_it() {
-        use clap::CommandFactory;
-        let command = goflag::with_env_names(Config::command());
-        let env = |long: &str| {
-            let arg = command.get_arguments().find(|a| a.get_long() == Some(long));
-            arg.and_then(|a| a.get_env())
-                .map(|e| e.to_string_lossy().into_owned())
+        let env = |name: &str| {
+            let value = match name {
+                "OUTPUT" => "/env/out",
+                "POLL_INTERVAL" => "20ms",
+                "EXCLUDE_LOCAL" => "false",
+                "EXCLUDE_SRCPORT" => "22,9990",
+                "ANONYMIZE_IP" => "netblock",
+                "TCPINFO_EVENTSOCKET" => "/env/ev.sock",
+                "PROMETHEUSX_LISTEN_ADDRESS" => "127.0.0.1:9991",
+                "REMOTE_STATES_MAX_SERIES" => "7",
+                "LISTEN_POLICY" => "/env/p.toml",
+                _ => return None,
+            };
+            Some(value.to_string())
         };
-        for (flag, variable) in [
-            ("output", "OUTPUT"),
-            ("poll-interval", "POLL_INTERVAL"),
-            ("exclude-local", "EXCLUDE_LOCAL"),
-            ("exclude-srcport", "EXCLUDE_SRCPORT"),
-            ("anonymize.ip", "ANONYMIZE_IP"),
-            ("uuid-prefix-file", "UUID_PREFIX_FILE"),
-            ("tcpinfo.eventsocket", "TCPINFO_EVENTSOCKET"),
-            ("prometheusx.listen-address", "PROMETHEUSX_LISTEN_ADDRESS"),
-            ("remote-states.max-series", "REMOTE_STATES_MAX_SERIES"),
-            ("listen-policy", "LISTEN_POLICY"),
-        ] {
-            assert_eq!(env(flag).as_deref(), Some(variable), "-{flag}");
-        }
-        let check = goflag::with_env_names(CheckConfig::command());
-        let policy = check
-            .get_arguments()
-            .find(|a| a.get_long() == Some("policy"));
-        assert_eq!(
-            policy.and_then(|a| a.get_env()).and_then(|e| e.to_str()),
-            Some("LISTEN_POLICY")
-        );
+        let c: Config = goflag::try_parse_with_env_from(["tcp-info"], env).unwrap();
+        assert_eq!(c.output.to_str(), Some("/env/out"));
+        assert_eq!(c.poll_interval, Duration::from_millis(20));
+        assert!(!c.exclude_local);
+        assert_eq!(c.exclude_srcport, vec![22, 9990]);
+        assert_eq!(c.anonymize_ip, Anonymization::Netblock);
+        assert_eq!(c.eventsocket.unwrap().to_str(), Some("/env/ev.sock"));
+        assert_eq!(c.prometheus_listen_address, "127.0.0.1:9991");
+        assert_eq!(c.remote_states_max_series, 7);
+        assert_eq!(c.listen_policy.unwrap().to_str(), Some("/env/p.toml"));
+        let check: CheckConfig = goflag::try_parse_with_env_from(["check"], env).unwrap();
+        assert_eq!(check.policy.to_str(), Some("/env/p.toml"));
+        // A flag on the command line wins over its variable.
+        let c: Config =
+            goflag::try_parse_with_env_from(["tcp-info", "-output=/flag/out"], env).unwrap();
+        assert_eq!(c.output.to_str(), Some("/flag/out"));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Announces the poller's connection opens and closes on the event socket.
 
 use inetdiag::InetDiagMsg;
+use tcpinfo_archive::naming::uuid;
 use tcpinfo_archive::Timestamp;
 use tcpinfo_eventsocket::{FlowEvent, SockId};
 
 use crate::eventsocket::Publisher;
 use crate::exclusion::{netblock_ip, AnonymizeMask, ANONYMIZE_DST, ANONYMIZE_SRC};
 use crate::poller::PollObserver;
-use crate::saver::naming::uuid;
 
 pub struct FlowEventObserver {
     publisher: Publisher,

@@ -30,6 +30,9 @@ pub struct Stats {
     /// Dumps the kernel flagged as interrupted (`NLM_F_DUMP_INTR`): their
     /// replies were used, but no connection was closed on their account.
     pub interrupted_dumps: AtomicU64,
+    /// Reply attributes of a type above `inetdiag::MAX_ATTRIBUTE_TYPE`,
+    /// left out of the archive (the rest of the reply is kept).
+    pub skipped_attributes: AtomicU64,
     pub parse_errors: AtomicU64,
     pub open_errors: AtomicU64,
     pub write_errors: AtomicU64,

@@ -9,11 +9,13 @@
 //! - [`ArchiveReader`]: the lines of a plain or zstd (multi-frame) archive.
 //! - [`Snapshot`]: a record decoded into typed kernel structs.
 //! - [`csv`] / [`CsvConverter`]: rows byte-identical to M-Lab's Go csvtool.
+//! - [`naming`]: UUIDs and segment file paths.
 //!
 //! No agent code: an ETL job or csvtool depends on this crate alone.
 
 mod convert;
 pub mod csv;
+pub mod naming;
 mod reader;
 mod record;
 mod record_buf;

@@ -10,6 +10,8 @@
 
 use clap::{Arg, Command, Parser};
 
+use crate::parse_go_bool;
+
 /// Parses `args` (program name first) Go-style into `P`.
 pub fn try_parse<P: Parser>(
     args: impl IntoIterator<Item = impl Into<String>>,
@@ -17,17 +19,64 @@ pub fn try_parse<P: Parser>(
     P::try_parse_from(go_style_args(P::command(), args))
 }
 
-/// Like [`try_parse`], every flag not given also read from the environment
-/// under its [`env_name`], as M-Lab's `flagx.ArgsFromEnv` does for Go
-/// tools. A flag that names its own variable (`#[arg(env = "…")]`) keeps it.
+/// Like [`try_parse`], then every flag not given on the command line is
+/// taken from the process environment under its [`env_name`], as M-Lab's
+/// `flagx.ArgsFromEnv` does for Go tools.
 pub fn try_parse_with_env<P: Parser>(
     args: impl IntoIterator<Item = impl Into<String>>,
 ) -> Result<P, clap::Error> {
-    let command = with_env_names(P::command());
-    let mut matches = command
-        .clone()
-        .try_get_matches_from(go_style_args(command, args))?;
-    P::from_arg_matches_mut(&mut matches)
+    try_parse_with_env_from(args, |name| std::env::var(name).ok())
+}
+
+/// [`try_parse_with_env`] with the environment looked up through `env`. A
+/// flag that names its own variable (`#[arg(env = "…")]`) is looked up under
+/// that name; an empty value counts as unset; a boolean's value is read as
+/// Go's `strconv.ParseBool` reads it.
+pub fn try_parse_with_env_from<P: Parser>(
+    args: impl IntoIterator<Item = impl Into<String>>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<P, clap::Error> {
+    let mut command = P::command();
+    command.build();
+    let mut args = go_style_args(command.clone(), args);
+    let given: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.starts_with("--") && a.len() > 2)
+        .filter_map(|a| long_arg(&command, a[2..].split('=').next().unwrap_or("")))
+        .filter_map(Arg::get_long)
+        .collect();
+    let mut from_env = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") || given.contains(&long) {
+            continue;
+        }
+        let name = arg
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_else(|| env_name(long));
+        let Some(value) = env(&name).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if !arg.get_action().takes_values() {
+            match parse_go_bool(&value) {
+                Some(true) => from_env.push(format!("--{long}")),
+                Some(false) => {}
+                None => {
+                    return Err(clap::Error::raw(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("{name}={value:?}: not a boolean (true, false, 1, 0)\n"),
+                    ))
+                }
+            }
+        } else {
+            from_env.push(format!("--{long}={value}"));
+        }
+    }
+    // After the program name: before any `--` or positional argument.
+    args.splice(1.min(args.len())..1.min(args.len()), from_env);
+    P::try_parse_from(args)
 }
 
 /// The environment variable of flag `long`: upper-case, `.` and `-` as `_`
@@ -39,18 +88,6 @@ pub fn env_name(long: &str) -> String {
             c => c.to_ascii_uppercase(),
         })
         .collect()
-}
-
-/// `command` with every long flag that has no environment variable of its
-/// own reading [`env_name`] (clap's help lists it).
-pub fn with_env_names(command: Command) -> Command {
-    command.mut_args(|arg| match arg.get_long() {
-        Some(long) if arg.get_env().is_none() && !matches!(long, "help" | "version") => {
-            let name = env_name(long);
-            arg.env(name)
-        }
-        _ => arg,
-    })
 }
 
 /// Rewrites `args` (program name first) for `command`. A boolean is a flag
@@ -225,21 +262,48 @@ mod tests {
         assert_eq!(env_name("output"), "OUTPUT");
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct EnvFlags {
+        #[arg(long = "poll-interval", default_value = "10ms")]
+        poll_interval: String,
+        #[arg(long = "policy", env = "LISTEN_POLICY")]
+        policy: Option<String>,
+        #[arg(long = "verbose")]
+        verbose: bool,
+        #[arg(long = "port", value_delimiter = ',')]
+        ports: Vec<u16>,
+    }
+
     #[test]
-    fn every_long_flag_reads_its_variable_unless_it_names_its_own() {
-        let command = with_env_names(
-            Command::new("t")
-                .arg(Arg::new("a").long("poll-interval"))
-                .arg(Arg::new("b").long("policy").env("LISTEN_POLICY")),
-        );
-        let env = |id: &str| {
-            command
-                .get_arguments()
-                .find(|a| a.get_id() == id)
-                .and_then(|a| a.get_env())
-                .map(|e| e.to_string_lossy().into_owned())
+    fn flags_not_given_come_from_the_environment_as_flagx_sets_them() {
+        let env = |name: &str| match name {
+            "POLL_INTERVAL" => Some("1s".to_string()),
+            "LISTEN_POLICY" => Some("/p.toml".to_string()),
+            "VERBOSE" => Some("T".to_string()),
+            "PORT" => Some("22,80".to_string()),
+            _ => None,
         };
-        assert_eq!(env("a").as_deref(), Some("POLL_INTERVAL"));
-        assert_eq!(env("b").as_deref(), Some("LISTEN_POLICY"));
+        let f: EnvFlags = try_parse_with_env_from(["prog"], env).unwrap();
+        assert_eq!(f.poll_interval, "1s");
+        assert_eq!(f.policy.as_deref(), Some("/p.toml"));
+        assert!(f.verbose);
+        assert_eq!(f.ports, [22, 80]);
+        // The command line wins, whichever spelling it uses.
+        let f: EnvFlags =
+            try_parse_with_env_from(["prog", "-poll-interval", "5ms", "--port=7"], env).unwrap();
+        assert_eq!(f.poll_interval, "5ms");
+        assert_eq!(f.ports, [7]);
+        // Unset, empty and false leave the default.
+        let f: EnvFlags = try_parse_with_env_from(["prog"], |name: &str| match name {
+            "VERBOSE" => Some("false".to_string()),
+            "POLL_INTERVAL" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(f.poll_interval, "10ms");
+        assert!(!f.verbose);
+        let bad = |name: &str| (name == "VERBOSE").then(|| "sure".to_string());
+        let e = try_parse_with_env_from::<EnvFlags>(["prog"], bad).unwrap_err();
+        assert!(e.to_string().contains("VERBOSE=\"sure\""), "{e}");
     }
 }

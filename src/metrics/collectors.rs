@@ -34,6 +34,8 @@ pub(crate) struct StatsCollector {
     files_closed: FamilyDef,
     bytes: FamilyDef,
     cached: FamilyDef,
+    interrupted: FamilyDef,
+    skipped_attributes: FamilyDef,
 }
 
 impl StatsCollector {
@@ -98,6 +100,16 @@ impl StatsCollector {
                 "sockets in the poller's cache after the last cycle",
                 &[],
             ),
+            interrupted: FamilyDef::counter(
+                "tcpinfo_interrupted_dumps_total",
+                "dumps the kernel flagged NLM_F_DUMP_INTR (socket table changed): replies used, no connection closed",
+                &[],
+            ),
+            skipped_attributes: FamilyDef::counter(
+                "tcpinfo_skipped_attributes_total",
+                "reply attributes of a type above 63 (a far newer kernel), left out of the archive",
+                &[],
+            ),
         }
     }
 }
@@ -117,6 +129,8 @@ impl Collector for StatsCollector {
             &self.files_closed,
             &self.bytes,
             &self.cached,
+            &self.interrupted,
+            &self.skipped_attributes,
         ]
         .into_iter()
         .map(|f| &f.desc)
@@ -148,6 +162,8 @@ impl Collector for StatsCollector {
             self.files_closed.single(n(&s.files_closed)),
             self.bytes.single(n(&s.bytes_written)),
             self.cached.single(n(&self.poll.cached_sockets)),
+            self.interrupted.single(n(&s.interrupted_dumps)),
+            self.skipped_attributes.single(n(&s.skipped_attributes)),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! Host-wide TCP send and receive rates, from the `tcpi_bytes_acked` and
-//! `tcpi_bytes_received` counters of every connection: sampled on the
-//! inventory walks, and once more from the last snapshot of each connection
-//! that closed, so a connection's final bytes are not lost.
+//! `tcpi_bytes_received` counters of every connection: sampled on a walk
+//! of the poller's cache once per [`WINDOW`], and once more from the last
+//! snapshot of each connection that closed, so a connection's final bytes
+//! are not lost.
 
 use std::time::{Duration, Instant};
 

@@ -149,8 +149,16 @@ impl<S: DumpSource> Poller<S> {
 
     /// Polls until `stop` is set or `reps` cycles ran, then hands every
     /// pending batch to the writers. Returns the number of cycles run, or
-    /// the writer shard that stopped: the agent cannot go on without it.
+    /// the writer shard that stopped: the agent cannot go on without it
+    /// (the other shards still get everything pending).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<u64, ShardGone> {
+        let polled = self.poll_until(stop);
+        let drained = hand_over(&mut self.poll.shards, ShardQueue::drain);
+        let cycles = polled?;
+        drained.map(|()| cycles)
+    }
+
+    fn poll_until(&mut self, stop: &AtomicBool) -> Result<u64, ShardGone> {
         let interval = self.config.poll_interval;
         let mut next = Instant::now();
         let mut last_start: Option<Instant> = None;
@@ -198,9 +206,6 @@ impl<S: DumpSource> Poller<S> {
                 summary_window = self.poll.stats.snapshot_polls();
                 next_summary = start + self.config.stats_interval;
             }
-        }
-        for shard in &mut self.poll.shards {
-            shard.drain()?;
         }
         Ok(cycles)
     }
@@ -297,14 +302,29 @@ impl<S: DumpSource> Poller<S> {
             add(&stats.closed, closed as u64);
         }
         add(&poll.stats.polls, 1);
-        for shard in &mut poll.shards {
-            shard.dispatch()?;
-        }
+        let handed = hand_over(&mut poll.shards, ShardQueue::dispatch);
         for o in &mut poll.observers {
             o.cycle_finished(since_last, &poll.cache);
         }
-        Ok(())
+        handed
     }
+}
+
+/// Hands every shard its pending batch with `send` (dispatch or drain);
+/// a stopped shard does not keep the others from getting theirs. Returns
+/// the first stopped shard.
+fn hand_over(
+    shards: &mut [ShardQueue],
+    send: fn(&mut ShardQueue) -> Result<(), ShardGone>,
+) -> Result<(), ShardGone> {
+    let mut first = Ok(());
+    for shard in shards {
+        let sent = send(shard);
+        if first.is_ok() {
+            first = sent;
+        }
+    }
+    first
 }
 
 /// The writer shard that owns connection `cookie`.
@@ -322,6 +342,12 @@ impl Poll {
                 return;
             }
         };
+        if record.skipped_attributes() != 0 {
+            add(
+                &self.stats.skipped_attributes,
+                u64::from(record.skipped_attributes()),
+            );
+        }
         let timestamp_ms = self.timestamp_ms;
         self.family_counts[usize::from(record.msg().family() == inetdiag::AF_INET6)] += 1;
         let (update, entry) = self.cache.update(&record);

@@ -12,8 +12,7 @@ use inetdiag::replay::{read_capture, CapturedDump, Replay, Reply};
 use inetdiag::{DiagRecord, AF_INET, AF_INET6, AF_UNSPEC};
 
 use super::{Poller, PollerConfig};
-use crate::config::Anonymization;
-use crate::exclusion::{Anonymizer, Exclusion};
+use crate::exclusion::{Anonymization, Anonymizer, Exclusion};
 use crate::saver::{Batch, ItemKind, QueueDepths, ShardGone, ShardQueue};
 use crate::stats::Stats;
 
@@ -284,6 +283,8 @@ fn an_attribute_type_above_63_keeps_the_rest_of_the_record() {
         }
     );
     assert_eq!(rig.stats.parse_errors.load(Relaxed), 0);
+    // Seen in both dumps, counted each time.
+    assert_eq!(rig.stats.skipped_attributes.load(Relaxed), 2);
 }
 
 #[test]
@@ -369,11 +370,14 @@ fn writers_that_fall_behind_never_stall_polling_or_lose_a_snapshot() {
     // Now the writer catches up: nothing was lost on the way.
     let mut snapshots = 0;
     let mut batches = 0;
-    while let Ok(batch) = rx.recv_timeout(Duration::from_secs(10)) {
-        batches += 1;
-        snapshots += batch.snapshot_count();
-        if polling.is_finished() && rx.is_empty() {
-            break;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(batch) => {
+                batches += 1;
+                snapshots += batch.snapshot_count();
+            }
+            Err(_) if polling.is_finished() && rx.is_empty() => break,
+            Err(_) => assert!(Instant::now() < deadline, "the poller never finished"),
         }
     }
     assert_eq!(polling.join().unwrap(), Ok(cycles as u64));
@@ -385,8 +389,48 @@ fn writers_that_fall_behind_never_stall_polling_or_lose_a_snapshot() {
     assert_eq!(stats.queued.load(Relaxed), 8 + 2 * (cycles as u64 - 1));
 }
 
+/// The story's cookies fall on both of two shards (`cookie % 2`).
+fn assert_both_shards_have_connections(dump: &CapturedDump) {
+    let odd = dump
+        .records()
+        .iter()
+        .filter(|r| DiagRecord::parse(r).unwrap().msg().cookie() % 2 == 1)
+        .count();
+    assert!(odd > 0 && odd < dump.records().len(), "{odd} odd cookies");
+}
+
+#[test]
+fn a_stopped_shard_does_not_keep_the_others_from_their_batches() {
+    let dumps = story();
+    assert_both_shards_have_connections(&dumps[1]);
+    let mut rig = rig(replies([dumps[1].clone(), dumps[2].clone()]), 2);
+    // Shard 0's writer is gone before the first hand-over.
+    drop(rig.batches.remove(0));
+    assert_eq!(rig.run(), Err(ShardGone { shard: 0 }));
+    let handed = rig.handed();
+    let on_shard_1: Vec<u64> = dumps[1]
+        .records()
+        .iter()
+        .map(|r| DiagRecord::parse(r).unwrap().msg().cookie())
+        .filter(|c| c % 2 == 1)
+        .collect();
+    assert_eq!(handed.len(), on_shard_1.len());
+    for cookie in on_shard_1 {
+        assert_eq!(
+            handed[&cookie],
+            Handed {
+                opens: 1,
+                snapshots: 1,
+                closes: 0
+            },
+            "shard 1 got cookie {cookie:#x}"
+        );
+    }
+}
+
 #[test]
 fn a_stopped_writer_stops_the_poller_instead_of_hanging_it() {
+    assert_both_shards_have_connections(&story()[2]);
     let stats = Arc::new(Stats::default());
     let depths = QueueDepths::new(2, 4);
     let (tx0, rx0) = bounded(4);

@@ -1,21 +1,9 @@
-//! Archive file names and UUIDs, as M-Lab's tcp-info names them.
+//! The UUID prefix of this host's archives (the names themselves are
+//! the archive format's: `tcpinfo_archive::naming`).
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-
-/// `<prefix>_<cookie as 16 upper-case hex digits>`.
-pub fn uuid(prefix: &str, cookie: u64) -> String {
-    format!("{prefix}_{cookie:016X}")
-}
-
-/// `<output>/YYYY/MM/DD/<uuid>.<sequence as 5 digits>.jsonl.zst`.
-pub fn segment_path(output: &Path, date: (i32, u32, u32), uuid: &str, sequence: u32) -> PathBuf {
-    let (y, m, d) = date;
-    output.join(format!(
-        "{y:04}/{m:02}/{d:02}/{uuid}.{sequence:05}.jsonl.zst"
-    ))
-}
+use std::path::Path;
 
 /// The UUID prefix: the trimmed content of `file` when given, otherwise
 /// `<hostname>_<boot time in unix seconds>_unsafe` (unsafe: a host rebooted
@@ -56,18 +44,6 @@ pub fn boot_time() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_match_the_go_tool() {
-        assert_eq!(
-            uuid("ndt-jdczh_1553815964", 0x3e8),
-            "ndt-jdczh_1553815964_00000000000003E8"
-        );
-        assert_eq!(
-            segment_path(Path::new("/out"), (2019, 4, 2), "h_1_00000000000003E8", 183),
-            PathBuf::from("/out/2019/04/02/h_1_00000000000003E8.00183.jsonl.zst")
-        );
-    }
 
     #[test]
     fn prefix_comes_from_the_file_trimmed() {

@@ -27,31 +27,43 @@ pub struct ShardGone {
     pub shard: usize,
 }
 
-/// Batches waiting in each shard's queue, for /metrics: kept by the two
-/// ends of the queues so that no reader needs a queue handle of its own.
+/// Batches waiting in each shard's queue, for /metrics: counted by the two
+/// ends of the queues (sent by the poller, taken by the writer) so that no
+/// reader needs a queue handle of its own.
 #[derive(Debug)]
 pub struct QueueDepths {
-    depth: Box<[AtomicUsize]>,
+    sent: Box<[AtomicUsize]>,
+    taken: Box<[AtomicUsize]>,
     capacity: usize,
 }
 
 impl QueueDepths {
     pub fn new(shards: usize, capacity: usize) -> Arc<Self> {
+        let counters = || (0..shards).map(|_| AtomicUsize::new(0)).collect();
         Arc::new(Self {
-            depth: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            sent: counters(),
+            taken: counters(),
             capacity,
         })
     }
 
-    pub(super) fn set(&self, shard: usize, depth: usize) {
-        self.depth[shard].store(depth, Relaxed);
+    fn sent(&self, shard: usize) {
+        self.sent[shard].fetch_add(1, Relaxed);
+    }
+
+    /// A writer took a batch off shard `shard`'s queue.
+    pub(super) fn taken(&self, shard: usize) {
+        self.taken[shard].fetch_add(1, Relaxed);
     }
 
     /// `(queued batches, capacity)` of every shard, in shard order.
     pub fn read(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.depth
-            .iter()
-            .map(move |d| (d.load(Relaxed), self.capacity))
+        self.sent.iter().zip(&self.taken).map(move |(sent, taken)| {
+            // Read `taken` first: a batch taken between the two loads is
+            // then counted as still queued, never as a negative depth.
+            let taken = taken.load(Relaxed);
+            (sent.load(Relaxed).saturating_sub(taken), self.capacity)
+        })
     }
 }
 
@@ -89,7 +101,10 @@ impl ShardQueue {
         }
         let batch = mem::take(&mut self.pending);
         let kept = match self.batches.try_send(batch) {
-            Ok(()) => None,
+            Ok(()) => {
+                self.depths.sent(self.shard);
+                None
+            }
             Err(TrySendError::Full(batch)) if batch.bytes.len() < MAX_PENDING_BATCH_BYTES => {
                 log_limited!(
                     WRITERS_BEHIND,
@@ -107,6 +122,7 @@ impl ShardQueue {
                     self.pending = e.into_inner();
                     return Err(self.gone());
                 }
+                self.depths.sent(self.shard);
                 None
             }
             Err(TrySendError::Disconnected(batch)) => {
@@ -114,7 +130,6 @@ impl ShardQueue {
                 return Err(self.gone());
             }
         };
-        self.depths.set(self.shard, self.batches.len());
         match kept {
             Some(batch) => self.pending = batch,
             None => self.pending = self.recycled.try_recv().unwrap_or_default(),
@@ -128,7 +143,10 @@ impl ShardQueue {
             return Ok(());
         }
         match self.batches.send(mem::take(&mut self.pending)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.depths.sent(self.shard);
+                Ok(())
+            }
             Err(e) => {
                 self.pending = e.into_inner();
                 Err(self.gone())

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use inetdiag::{DiagRecord, INET_DIAG_MSG_LEN};
+use tcpinfo_archive::naming::{segment_path, uuid};
 use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
-use super::naming::{segment_path, uuid};
 use super::QueueDepths;
 use crate::exclusion::{netblock_in_place, AnonymizeMask};
 use crate::log::RateLimit;
@@ -97,7 +97,7 @@ pub fn run(
     loop {
         match batches.recv_timeout(tick) {
             Ok(mut batch) => {
-                depths.set(shard, batches.len());
+                depths.taken(shard);
                 writer.apply(&batch);
                 batch.clear();
                 // The poller may have gone: then the buffer is simply freed.

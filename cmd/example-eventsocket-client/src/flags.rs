@@ -46,33 +46,7 @@ impl Flags {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut flags: Flags = goflag::try_parse(args)?;
-        if flags.eventsocket.is_none() {
-            flags.eventsocket = env("TCPINFO_EVENTSOCKET")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from);
-        }
-        if flags.connect_timeout.is_none() {
-            if let Some(text) = env("CONNECT_TIMEOUT").filter(|v| !v.is_empty()) {
-                let timeout = goflag::parse_go_duration(&text).map_err(|e| {
-                    clap::Error::raw(
-                        clap::error::ErrorKind::InvalidValue,
-                        format!("CONNECT_TIMEOUT={text:?}: {e}\n"),
-                    )
-                })?;
-                flags.connect_timeout = Some(timeout);
-            }
-        }
-        if !flags.listener_changes {
-            if let Some(text) = env("LISTENER_CHANGES").filter(|v| !v.is_empty()) {
-                flags.listener_changes = goflag::parse_go_bool(&text).ok_or_else(|| {
-                    clap::Error::raw(
-                        clap::error::ErrorKind::InvalidValue,
-                        format!("LISTENER_CHANGES={text:?}: not a boolean (true, false, 1, 0)\n"),
-                    )
-                })?;
-            }
-        }
+        let flags: Flags = goflag::try_parse_with_env_from(args, env)?;
         if flags.eventsocket.is_none() {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::MissingRequiredArgument,
