@@ -6,6 +6,8 @@
 //!   surfaces `NLMSG_ERROR` as a typed error.
 //! - [`DumpSource`]: the seam "run this dump, hand me each reply", served by
 //!   [`DiagSocket`] and by [`replay::Replay`] (captured datagrams played back).
+//! - [`notices`]: destroy notices (the final `tcp_info` of every TCP socket
+//!   the kernel destroys), through the [`notices::NoticeSource`] seam.
 //! - [`DiagRecord`] / [`InetDiagMsg`]: bounds-checked, zero-copy views of one
 //!   reply (`struct inet_diag_msg` followed by `rtattr`s).
 //! - [`tcp_info`]: byte offsets of `struct tcp_info` fields.
@@ -17,6 +19,7 @@ pub mod constants;
 mod error;
 mod msg;
 pub mod netlink;
+pub mod notices;
 mod record;
 pub mod replay;
 pub mod request;

@@ -120,12 +120,19 @@ impl CapturedDump {
     }
 }
 
+/// Appends one netlink message (sequence number and port id 1, as a
+/// dump's replies to a socket that sent request 1 from port 1).
 fn push_message(out: &mut Vec<u8>, kind: u16, flags: u16, payload: &[u8]) {
+    push_addressed(out, kind, flags, 1, payload);
+}
+
+/// Appends one netlink message with sequence number and port id `seq`.
+pub(crate) fn push_addressed(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, payload: &[u8]) {
     out.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&1u32.to_ne_bytes());
-    out.extend_from_slice(&1u32.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(payload);
     out.resize((out.len() + 3) & !3, 0);
 }
