@@ -13,6 +13,8 @@ pub struct Entry {
     /// The last archived reply (inet_diag_msg + attributes).
     payload: Vec<u8>,
     last_cycle: u32,
+    /// Start of the last cycle that saw it (unix ms).
+    seen_ms: i64,
     /// Left out of archives and events (decided once, at first sight).
     pub excluded: bool,
     pub anonymize: AnonymizeMask,
@@ -70,6 +72,8 @@ pub struct Cache {
     /// Where in `order` the next reply is expected.
     cursor: usize,
     cycle: u32,
+    /// Start of the current cycle (unix ms).
+    cycle_ms: i64,
     /// Distinct cookies seen in the current cycle.
     seen: usize,
 }
@@ -84,6 +88,13 @@ impl Cache {
     }
 
     pub fn begin_cycle(&mut self) {
+        self.begin_cycle_at(0);
+    }
+
+    /// Begins a cycle that started at `now_ms` (unix ms), the time an
+    /// absence is measured from.
+    pub fn begin_cycle_at(&mut self, now_ms: i64) {
+        self.cycle_ms = now_ms;
         self.cycle = self.cycle.wrapping_add(1);
         self.seen = 0;
         self.cursor = 0;
@@ -96,7 +107,8 @@ impl Cache {
     fn find(&mut self, cookie: u64) -> Option<u32> {
         let previous = (self.cycle.wrapping_sub(1) & 1) as usize;
         if let Some(&slot) = self.order.get(self.cursor) {
-            if self.slots[slot as usize].cookie == cookie && self.slots[slot as usize].live {
+            let s = &self.slots[slot as usize];
+            if s.cookie == cookie && s.live {
                 self.cursor += 1;
                 return Some(slot);
             }
@@ -123,6 +135,7 @@ impl Cache {
         } = &mut self.slots[slot as usize];
         if entry.last_cycle != cycle {
             entry.last_cycle = cycle;
+            entry.seen_ms = self.cycle_ms;
             self.seen += 1;
             position[current] = self.next_order.len() as u32;
             self.next_order.push(slot);
@@ -153,6 +166,7 @@ impl Cache {
                 s.entry.payload.clear();
                 s.entry.payload.extend_from_slice(record.payload());
                 s.entry.last_cycle = cycle;
+                s.entry.seen_ms = self.cycle_ms;
                 s.entry.excluded = false;
                 s.entry.anonymize = 0;
                 slot
@@ -165,6 +179,7 @@ impl Cache {
                     entry: Entry {
                         payload: record.payload().to_vec(),
                         last_cycle: cycle,
+                        seen_ms: self.cycle_ms,
                         excluded: false,
                         anonymize: 0,
                     },
@@ -182,14 +197,30 @@ impl Cache {
 
     /// Ends a complete cycle: every cookie not seen in it is gone, and is
     /// handed to `on_close` before it is forgotten.
-    pub fn end_cycle(&mut self, mut on_close: impl FnMut(u64, &Entry)) -> usize {
+    pub fn end_cycle(&mut self, on_close: impl FnMut(u64, &Entry)) -> usize {
+        self.end_cycle_absent_for(0, on_close)
+    }
+
+    /// Ends a complete cycle: every cookie not seen by a cycle for at least
+    /// `grace_ms` (unix ms, measured from this cycle's start) is gone, and
+    /// is handed to `on_close` before it is forgotten. (One complete dump
+    /// is no proof: a multi-part dump can miss a live socket whose hash
+    /// chain changed between two reads.)
+    pub fn end_cycle_absent_for(
+        &mut self,
+        grace_ms: i64,
+        mut on_close: impl FnMut(u64, &Entry),
+    ) -> usize {
         if self.seen == self.index.len() {
             return 0;
         }
-        let cycle = self.cycle;
+        let (cycle, now_ms) = (self.cycle, self.cycle_ms);
         let mut closed = 0;
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.live && slot.entry.last_cycle != cycle {
+            if slot.live
+                && slot.entry.last_cycle != cycle
+                && now_ms.saturating_sub(slot.entry.seen_ms) >= grace_ms
+            {
                 on_close(slot.cookie, &slot.entry);
                 slot.live = false;
                 self.index.remove(&slot.cookie);
@@ -222,11 +253,34 @@ impl Cache {
         for slot in self.index.values_mut() {
             *slot = renumbered[*slot as usize];
         }
+        // A slot removed this cycle (a destroy notice) may still stand in
+        // this cycle's order: it goes, and the positions after it are
+        // only a guess from now on, as `find` allows.
+        self.next_order.retain(|&slot| renumbered[slot as usize] != u32::MAX);
         for slot in &mut self.next_order {
             *slot = renumbered[*slot as usize];
         }
         self.index.shrink_to_fit();
         self.order = Vec::new();
+    }
+
+    /// Forgets `cookie` at once (its socket was destroyed); false if it
+    /// was not known.
+    pub fn remove(&mut self, cookie: u64) -> bool {
+        let Some(slot) = self.index.remove(&cookie) else {
+            return false;
+        };
+        let s = &mut self.slots[slot as usize];
+        s.live = false;
+        if s.entry.last_cycle == self.cycle {
+            self.seen -= 1;
+        }
+        self.free.push(slot);
+        true
+    }
+
+    pub fn contains(&self, cookie: u64) -> bool {
+        self.index.contains_key(&cookie)
     }
 
     pub fn len(&self) -> usize {
@@ -330,24 +384,24 @@ mod tests {
     /// cookie to last significant payload.
     #[derive(Default)]
     struct Model {
-        entries: std::collections::HashMap<u64, (Vec<u8>, bool)>,
+        /// Cookie → (last significant payload, when last seen).
+        entries: std::collections::HashMap<u64, (Vec<u8>, i64)>,
+        now_ms: i64,
     }
 
     impl Model {
-        fn begin_cycle(&mut self) {
-            for (_, seen) in self.entries.values_mut() {
-                *seen = false;
-            }
+        fn begin_cycle(&mut self, now_ms: i64) {
+            self.now_ms = now_ms;
         }
 
         fn update(&mut self, bytes: &[u8]) -> Update {
             let record = DiagRecord::parse(bytes).unwrap();
             let cookie = record.msg().cookie();
             let Some((payload, seen)) = self.entries.get_mut(&cookie) else {
-                self.entries.insert(cookie, (bytes.to_vec(), true));
+                self.entries.insert(cookie, (bytes.to_vec(), self.now_ms));
                 return Update::New;
             };
-            *seen = true;
+            *seen = self.now_ms;
             let change = compare(&DiagRecord::parse(payload).unwrap(), &record);
             if !change.is_significant() {
                 return Update::Unchanged;
@@ -356,14 +410,16 @@ mod tests {
             Update::Changed(change)
         }
 
-        fn end_cycle(&mut self) -> Vec<u64> {
+        fn end_cycle(&mut self, grace_ms: i64) -> Vec<u64> {
+            let now = self.now_ms;
+            let gone = |seen: i64| seen != now && now - seen >= grace_ms;
             let mut closed: Vec<u64> = self
                 .entries
                 .iter()
-                .filter(|(_, (_, seen))| !seen)
+                .filter(|(_, (_, seen))| gone(*seen))
                 .map(|(&c, _)| c)
                 .collect();
-            self.entries.retain(|_, (_, seen)| *seen);
+            self.entries.retain(|_, (_, seen)| !gone(*seen));
             closed.sort_unstable();
             closed
         }
@@ -372,7 +428,8 @@ mod tests {
     proptest::proptest! {
         /// Whatever the order of replies from cycle to cycle (stable,
         /// shuffled, sockets appearing, vanishing, repeated, incomplete
-        /// cycles), the cursor gives what a plain map gives.
+        /// cycles, destroyed between replies, closed at once or after an
+        /// absence), the cursor gives what a plain map gives.
         #[test]
         fn the_dump_order_walk_matches_a_plain_map(
             cycles in proptest::collection::vec(
@@ -380,14 +437,16 @@ mod tests {
                     proptest::collection::vec((0u64..24, proptest::sample::select(vec![1u8, 4]), 0u8..3), 0..40),
                     proptest::bool::weighted(0.9),
                     proptest::bool::ANY,
+                    proptest::collection::vec(0u64..24, 0..3),
                 ),
                 1..30,
-            )
+            ),
+            grace_ms in proptest::sample::select(vec![0i64, 20, 50]),
         ) {
             let mut cache = Cache::new();
             let mut model = Model::default();
             let mut previous: Vec<(u64, u8, u8)> = Vec::new();
-            for (replies, complete, repeat_previous) in cycles {
+            for (cycle, (replies, complete, repeat_previous, destroyed)) in cycles.into_iter().enumerate() {
                 // Half the cycles replay the previous order with some
                 // changes, as the kernel's stable dump order does.
                 let replies = if repeat_previous && !previous.is_empty() {
@@ -403,18 +462,25 @@ mod tests {
                 } else {
                     replies
                 };
-                cache.begin_cycle();
-                model.begin_cycle();
+                let now_ms = cycle as i64 * 10;
+                cache.begin_cycle_at(now_ms);
+                model.begin_cycle(now_ms);
                 for &(cookie, state, info) in &replies {
                     let bytes = reply(cookie, state, info);
                     proptest::prop_assert_eq!(update(&mut cache, &bytes), model.update(&bytes));
                 }
+                for cookie in destroyed {
+                    proptest::prop_assert_eq!(
+                        cache.remove(cookie),
+                        model.entries.remove(&cookie).is_some()
+                    );
+                }
                 if complete {
                     let mut closed = Vec::new();
-                    let count = cache.end_cycle(|cookie, _| closed.push(cookie));
+                    let count = cache.end_cycle_absent_for(grace_ms, |cookie, _| closed.push(cookie));
                     closed.sort_unstable();
                     proptest::prop_assert_eq!(count, closed.len());
-                    proptest::prop_assert_eq!(closed, model.end_cycle());
+                    proptest::prop_assert_eq!(closed, model.end_cycle(grace_ms));
                 }
                 proptest::prop_assert_eq!(cache.len(), model.entries.len());
                 let mut live: Vec<(u64, Vec<u8>)> =
