@@ -256,7 +256,8 @@ impl Cache {
         // A slot removed this cycle (a destroy notice) may still stand in
         // this cycle's order: it goes, and the positions after it are
         // only a guess from now on, as `find` allows.
-        self.next_order.retain(|&slot| renumbered[slot as usize] != u32::MAX);
+        self.next_order
+            .retain(|&slot| renumbered[slot as usize] != u32::MAX);
         for slot in &mut self.next_order {
             *slot = renumbered[*slot as usize];
         }

@@ -102,6 +102,26 @@ pub struct Config {
     #[arg(long = "writers", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,
 
+    /// Close connections on the kernel's destroy notices, each with its
+    /// final tcp_info as its last snapshot (-destroy-notices=false: only
+    /// when they vanish from a dump, as M-Lab's tool does).
+    #[arg(long = "destroy-notices", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub destroy_notices: bool,
+
+    /// With destroy notices: how long a connection may be missing from
+    /// dumps before it is closed without its notice (a dump can miss a
+    /// live socket; the kernel can drop notices).
+    #[arg(long = "close-absent-after", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub close_absent_after: Duration,
+
+    /// With destroy notices: archive the connections that opened and closed
+    /// between two polls too (one file each: on a busy web server, a flood
+    /// of small files). Counted in tcpinfo_short_connections_total either way.
+    #[arg(long = "archive-short-connections", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub archive_short_connections: bool,
+
     /// Listener policy (TOML, or JSON when the name ends in .json) checked
     /// every inventory and exported as tcpinfo_listening_policy_*; re-read
     /// on SIGHUP and POST /-/reload.

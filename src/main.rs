@@ -2,11 +2,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
 
 use anyhow::Context;
+use inetdiag::notices::NoticeSocket;
 use inetdiag::DiagSocket;
 use tcp_info::config::{CheckConfig, Config, Invocation};
 use tcp_info::eventsocket::{Publisher, Server as EventServer};
@@ -20,7 +21,7 @@ use tcp_info::listener_events::ListenerEventObserver;
 use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
-use tcp_info::poller::{PollObserver, Poller, PollerConfig};
+use tcp_info::poller::{NoticeConfig, PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
 use tcp_info::stats::Stats;
 
@@ -260,12 +261,55 @@ fn start_poller(
         observers,
         Arc::clone(stats),
     );
+    let poller = match subscribe_to_destroy_notices(config) {
+        Some(notices) => {
+            stats.destroy_notices_enabled.store(1, Relaxed);
+            poller.with_notices(
+                notices,
+                NoticeConfig {
+                    close_absent_after: config.close_absent_after,
+                    archive_short_connections: config.archive_short_connections,
+                },
+            )
+        }
+        None => poller,
+    };
     log!(
         "tcp-info polling every {:?}, writing to {} (uuid prefix {uuid_prefix})",
         config.poll_interval,
         config.output.display()
     );
     Ok(poller)
+}
+
+/// Receive buffer for destroy notices: a burst of closes must not
+/// overflow it between two polls (a notice takes about 1 KiB of it).
+const NOTICE_BUFFER: usize = 32 << 20;
+
+/// The kernel's destroy notices, unless turned off or unavailable (a
+/// kernel before 4.2): then connections close when they vanish from dumps.
+fn subscribe_to_destroy_notices(config: &Config) -> Option<NoticeSocket> {
+    if !config.destroy_notices {
+        log!("destroy notices off (-destroy-notices=false): connections close when they vanish from a dump");
+        return None;
+    }
+    match NoticeSocket::subscribe(NOTICE_BUFFER) {
+        Ok(notices) => {
+            // Past net.core.rmem_max only with CAP_NET_ADMIN; without it
+            // the buffer stays at what subscribe got.
+            use nix::sys::socket::{setsockopt, sockopt::RcvBufForce};
+            let _ = setsockopt(&notices, RcvBufForce, &NOTICE_BUFFER);
+            log!(
+                "destroy notices on: connections close with their final tcp_info (absent from dumps for {:?}: closed anyway)",
+                config.close_absent_after
+            );
+            Some(notices)
+        }
+        Err(e) => {
+            log!("destroy notices unavailable ({e}): connections close when they vanish from a dump, without their final tcp_info");
+            None
+        }
+    }
 }
 
 /// Dropping the poller closes the shard queues: the writers drain what is

@@ -30,6 +30,19 @@ pub struct Stats {
     /// Dumps the kernel flagged as interrupted (`NLM_F_DUMP_INTR`): their
     /// replies were used, but no connection was closed on their account.
     pub interrupted_dumps: AtomicU64,
+    /// 1 when the poller reads destroy notices, 0 when it cannot.
+    pub destroy_notices_enabled: AtomicU64,
+    /// Destroy notices read (each the final snapshot of a socket).
+    pub destroy_notices: AtomicU64,
+    /// Times the kernel dropped destroy notices (or reading them failed).
+    pub destroy_notices_lost: AtomicU64,
+    /// With notices: sockets closed because they stayed out of complete
+    /// dumps, their notice never read.
+    pub absent_closes: AtomicU64,
+    /// Connections seen only by their destroy notice (opened and destroyed
+    /// between two polls), by [IPv4, IPv6] and remote scope [loopback,
+    /// private, public].
+    pub short_connections: [[AtomicU64; 3]; 2],
     /// Reply attributes of a type above `inetdiag::MAX_ATTRIBUTE_TYPE`,
     /// left out of the archive (the rest of the reply is kept).
     pub skipped_attributes: AtomicU64,

@@ -10,7 +10,7 @@
 //! replay of captured datagrams.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use netlink_sys::Socket;
 
@@ -72,10 +72,10 @@ impl NoticeSocket {
     }
 }
 
-impl AsRawFd for NoticeSocket {
+impl AsFd for NoticeSocket {
     /// For socket options this type does not set (`SO_RCVBUFFORCE`).
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

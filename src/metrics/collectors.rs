@@ -36,6 +36,11 @@ pub(crate) struct StatsCollector {
     cached: FamilyDef,
     interrupted: FamilyDef,
     skipped_attributes: FamilyDef,
+    notices_enabled: FamilyDef,
+    notices: FamilyDef,
+    notices_lost: FamilyDef,
+    absent_closes: FamilyDef,
+    short_connections: FamilyDef,
 }
 
 impl StatsCollector {
@@ -110,6 +115,31 @@ impl StatsCollector {
                 "reply attributes of a type above 63 (a far newer kernel), left out of the archive",
                 &[],
             ),
+            notices_enabled: FamilyDef::gauge(
+                "tcpinfo_destroy_notices_enabled",
+                "1 when connections close on the kernel's destroy notices (with their final tcp_info), 0 when only on absence from dumps",
+                &[],
+            ),
+            notices: FamilyDef::counter(
+                "tcpinfo_destroy_notices_total",
+                "destroy notices read: the final snapshot of a TCP socket",
+                &[],
+            ),
+            notices_lost: FamilyDef::counter(
+                "tcpinfo_destroy_notices_lost_total",
+                "times the kernel dropped destroy notices (receive buffer full); those connections close on absence",
+                &[],
+            ),
+            absent_closes: FamilyDef::counter(
+                "tcpinfo_absent_closes_total",
+                "with destroy notices: connections closed because they stayed out of dumps, no notice read",
+                &[],
+            ),
+            short_connections: FamilyDef::counter(
+                "tcpinfo_short_connections_total",
+                "connections opened and destroyed between two polls, seen only by their destroy notice",
+                &["family", "remote_scope"],
+            ),
         }
     }
 }
@@ -131,6 +161,11 @@ impl Collector for StatsCollector {
             &self.cached,
             &self.interrupted,
             &self.skipped_attributes,
+            &self.notices_enabled,
+            &self.notices,
+            &self.notices_lost,
+            &self.absent_closes,
+            &self.short_connections,
         ]
         .into_iter()
         .map(|f| &f.desc)
@@ -164,6 +199,22 @@ impl Collector for StatsCollector {
             self.cached.single(n(&self.poll.cached_sockets)),
             self.interrupted.single(n(&s.interrupted_dumps)),
             self.skipped_attributes.single(n(&s.skipped_attributes)),
+            self.notices_enabled.single(n(&s.destroy_notices_enabled)),
+            self.notices.single(n(&s.destroy_notices)),
+            self.notices_lost.single(n(&s.destroy_notices_lost)),
+            self.absent_closes.single(n(&s.absent_closes)),
+            self.short_connections
+                .family(
+                    [("ipv4", 0), ("ipv6", 1)]
+                        .into_iter()
+                        .flat_map(|(family, f)| {
+                            [("loopback", 0), ("private", 1), ("public", 2)]
+                                .into_iter()
+                                .map(move |(scope, sc)| {
+                                    ([family, scope], n(&s.short_connections[f][sc]))
+                                })
+                        }),
+                ),
         ]
     }
 }

@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use inetdiag::notices::{NoticeSocket, NoticeSource};
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagRecord, DiagSocket, DumpSource, InetDiagMsg};
 
+use self::recently_closed::RecentlyClosed;
+use crate::address::{classify, Scope};
 use crate::cache::{Cache, Entry, Update};
 use crate::clock::unix_millis as now_ms;
 use crate::exclusion::{AnonymizeMask, Anonymizer, Exclusion};
@@ -24,6 +27,10 @@ const LOCAL_ADDRESS_REFRESH: Duration = Duration::from_secs(10);
 static DUMP_ERRORS: RateLimit = RateLimit::new(10_000);
 static INTERRUPTED_DUMPS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
+static NOTICES_LOST: RateLimit = RateLimit::new(10_000);
+static NOTICE_ERRORS: RateLimit = RateLimit::new(10_000);
+
+mod recently_closed;
 
 /// Hooks for whoever else wants to know what the poller sees (event socket,
 /// metrics). Called on the polling thread: implementations must not block.
@@ -68,6 +75,17 @@ pub struct PollerConfig {
     pub stats_interval: Duration,
 }
 
+/// How destroy notices are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeConfig {
+    /// How long a socket may be missing from complete dumps before it is
+    /// closed without its notice (a lost notice, or none at all).
+    pub close_absent_after: Duration,
+    /// Archive the connections known only from their notice: opened and
+    /// destroyed between two polls.
+    pub archive_short_connections: bool,
+}
+
 /// Everything the per-reply handler touches, apart from the socket.
 struct Poll {
     cache: Cache,
@@ -79,11 +97,18 @@ struct Poll {
     timestamp_ms: i64,
     /// Replies of the current dump by family: [IPv4, IPv6].
     family_counts: [usize; 2],
+    archive_short_connections: bool,
+    recently_closed: RecentlyClosed,
 }
 
-/// The polling loop over a [`DumpSource`] (the kernel by default).
-pub struct Poller<S: DumpSource = DiagSocket> {
+/// The polling loop over a [`DumpSource`] (the kernel by default), and
+/// (when it has one) a [`NoticeSource`] of destroy notices.
+pub struct Poller<S: DumpSource = DiagSocket, N: NoticeSource = NoticeSocket> {
     source: S,
+    notices: Option<N>,
+    /// Absence from complete dumps closes a socket after this long (0
+    /// without notices: the first complete dump without it).
+    close_absent_after: Duration,
     poll: Poll,
     config: PollerConfig,
     /// The dumps of one cycle: one for every family, or (on a kernel that
@@ -114,6 +139,8 @@ fn per_family_requests() -> Vec<DumpRequest> {
 }
 
 impl<S: DumpSource> Poller<S> {
+    /// A poller without destroy notices: a socket missing from a complete
+    /// dump is closed.
     pub fn new(
         config: PollerConfig,
         source: S,
@@ -126,6 +153,8 @@ impl<S: DumpSource> Poller<S> {
         assert!(!shards.is_empty(), "at least one writer shard");
         Self {
             source,
+            notices: None,
+            close_absent_after: Duration::ZERO,
             poll: Poll {
                 cache: Cache::new(),
                 exclusion,
@@ -135,6 +164,8 @@ impl<S: DumpSource> Poller<S> {
                 stats,
                 timestamp_ms: 0,
                 family_counts: [0; 2],
+                archive_short_connections: false,
+                recently_closed: RecentlyClosed::default(),
             },
             config,
             requests: vec![ALL_FAMILIES],
@@ -142,6 +173,24 @@ impl<S: DumpSource> Poller<S> {
         }
     }
 
+    /// This poller reading destroy notices from `notices`: a connection
+    /// closes on its notice, whose snapshot is its last.
+    pub fn with_notices<M: NoticeSource>(self, notices: M, config: NoticeConfig) -> Poller<S, M> {
+        let mut poll = self.poll;
+        poll.archive_short_connections = config.archive_short_connections;
+        Poller {
+            source: self.source,
+            notices: Some(notices),
+            close_absent_after: config.close_absent_after,
+            poll,
+            config: self.config,
+            requests: self.requests,
+            all_families_worked: self.all_families_worked,
+        }
+    }
+}
+
+impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
     /// The dump source (a replay's record of requests, in tests).
     pub fn source(&self) -> &S {
         &self.source
@@ -215,7 +264,7 @@ impl<S: DumpSource> Poller<S> {
     /// writers.
     fn cycle(&mut self, since_last: Option<Duration>) -> Result<(), ShardGone> {
         let poll = &mut self.poll;
-        poll.cache.begin_cycle();
+        poll.cache.begin_cycle_at(now_ms());
         let mut complete = true;
         let mut next = 0;
         while let Some(&request) = self.requests.get(next) {
@@ -276,17 +325,29 @@ impl<S: DumpSource> Poller<S> {
                 }
             }
         }
-        // Only a complete, consistent cycle proves a connection gone.
+        // Notices after the dumps: a socket a dump showed and then was
+        // destroyed gets its final snapshot after its last dumped one.
+        if let Some(notices) = &mut self.notices {
+            poll.read_notices(notices);
+        }
+        // Only a complete, consistent cycle proves a connection gone (and
+        // with notices, only an absence longer than a grace period).
         if complete {
+            let grace_ms = self.close_absent_after.as_millis() as i64;
+            let with_notices = self.notices.is_some();
             let timestamp_ms = now_ms();
             let Poll {
                 cache,
                 shards,
                 observers,
                 stats,
+                recently_closed,
                 ..
             } = poll;
-            let closed = cache.end_cycle(|cookie, entry| {
+            let closed = cache.end_cycle_absent_for(grace_ms, |cookie, entry| {
+                if with_notices {
+                    recently_closed.insert(cookie, timestamp_ms);
+                }
                 for o in observers.iter_mut() {
                     o.socket_gone(cookie, entry);
                 }
@@ -300,6 +361,10 @@ impl<S: DumpSource> Poller<S> {
                 }
             });
             add(&stats.closed, closed as u64);
+            if with_notices {
+                add(&stats.absent_closes, closed as u64);
+                recently_closed.expire(timestamp_ms);
+            }
         }
         add(&poll.stats.polls, 1);
         let handed = hand_over(&mut poll.shards, ShardQueue::dispatch);
@@ -327,12 +392,108 @@ fn hand_over(
     first
 }
 
+/// Counts a connection seen only by its destroy notice, by family and the
+/// scope of its remote address.
+fn count_short_connection(stats: &Stats, msg: &InetDiagMsg) {
+    let family = usize::from(msg.family() == inetdiag::AF_INET6);
+    let scope = match classify(msg.dst()) {
+        Scope::Loopback => 0,
+        Scope::Private => 1,
+        Scope::Public => 2,
+    };
+    add(&stats.short_connections[family][scope], 1);
+}
+
 /// The writer shard that owns connection `cookie`.
 fn shard_of(cookie: u64, shards: usize) -> usize {
     (cookie % shards as u64) as usize
 }
 
 impl Poll {
+    /// Reads every destroy notice that arrived, without waiting for one.
+    fn read_notices(&mut self, notices: &mut impl NoticeSource) {
+        let timestamp_ms = now_ms();
+        match notices.notices(|payload| self.notice(payload, timestamp_ms)) {
+            Ok(read) => {
+                add(&self.stats.destroy_notices, read.notices as u64);
+                if read.lost {
+                    add(&self.stats.destroy_notices_lost, 1);
+                    log_limited!(
+                        NOTICES_LOST,
+                        "the kernel dropped destroy notices (receive buffer full); those connections close when they stay out of dumps"
+                    );
+                }
+            }
+            Err(e) => {
+                add(&self.stats.destroy_notices_lost, 1);
+                log_limited!(NOTICE_ERRORS, "reading destroy notices failed: {e}");
+            }
+        }
+    }
+
+    /// One destroy notice: the socket's final snapshot (written when it is
+    /// a change, like any other), then its close, at the notice's time.
+    fn notice(&mut self, payload: &[u8], timestamp_ms: i64) {
+        let record = match DiagRecord::parse(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                add(&self.stats.parse_errors, 1);
+                log_limited!(PARSE_ERRORS, "skipping malformed destroy notice: {e}");
+                return;
+            }
+        };
+        let msg = record.msg();
+        let cookie = msg.cookie();
+        if self.recently_closed.contains(cookie) {
+            return;
+        }
+        let (update, entry) = self.cache.update(&record);
+        let shard = shard_of(cookie, self.shards.len());
+        let archived = match update {
+            Update::New => {
+                // Opened and destroyed between two polls.
+                entry.excluded = self.exclusion.excludes(&msg);
+                count_short_connection(&self.stats, &msg);
+                if entry.excluded || !self.archive_short_connections {
+                    false
+                } else {
+                    entry.anonymize = self.anonymizer.mask_for(&msg);
+                    self.shards[shard]
+                        .pending
+                        .open(cookie, timestamp_ms, entry.anonymize);
+                    for o in &mut self.observers {
+                        o.connection_opened(cookie, &msg, entry.anonymize, timestamp_ms);
+                    }
+                    self.shards[shard]
+                        .pending
+                        .snapshot(cookie, timestamp_ms, payload);
+                    add(&self.stats.queued, 1);
+                    true
+                }
+            }
+            Update::Changed(_) if !entry.excluded => {
+                add(&self.stats.changed, 1);
+                self.shards[shard]
+                    .pending
+                    .snapshot(cookie, timestamp_ms, payload);
+                add(&self.stats.queued, 1);
+                true
+            }
+            Update::Changed(_) | Update::Unchanged => !entry.excluded,
+        };
+        for o in &mut self.observers {
+            o.socket_gone(cookie, entry);
+        }
+        if archived {
+            self.shards[shard].pending.close(cookie, timestamp_ms);
+            for o in &mut self.observers {
+                o.connection_closed(cookie, timestamp_ms);
+            }
+            add(&self.stats.closed, 1);
+        }
+        self.cache.remove(cookie);
+    }
+
     fn handle(&mut self, payload: &[u8]) {
         let record = match DiagRecord::parse(payload) {
             Ok(r) => r,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver};
+use inetdiag::notices::{NoticeBatch, NoticeReplay, NoticeSocket, NoticeSource};
 use inetdiag::replay::{read_capture, CapturedDump, Replay, Reply};
 use inetdiag::{DiagRecord, AF_INET, AF_INET6, AF_UNSPEC};
 
-use super::{Poller, PollerConfig};
+use super::{NoticeConfig, Poller, PollerConfig};
 use crate::exclusion::{Anonymization, Anonymizer, Exclusion};
 use crate::saver::{Batch, ItemKind, QueueDepths, ShardGone, ShardQueue};
 use crate::stats::Stats;
@@ -55,8 +56,8 @@ fn without(dump: &CapturedDump, gone: &[Ends]) -> CapturedDump {
     )
 }
 
-struct Rig {
-    poller: Poller<Replay>,
+struct Rig<N: NoticeSource = NoticeSocket> {
+    poller: Poller<Replay, N>,
     batches: Vec<Receiver<Batch>>,
     stats: Arc<Stats>,
 }
@@ -103,6 +104,17 @@ struct Handed {
 }
 
 impl Rig {
+    /// The same rig, reading destroy notices from `notices`.
+    fn with_notices(self, notices: Vec<NoticeBatch>, config: NoticeConfig) -> Rig<NoticeReplay> {
+        Rig {
+            poller: self.poller.with_notices(NoticeReplay::new(notices), config),
+            batches: self.batches,
+            stats: self.stats,
+        }
+    }
+}
+
+impl<N: NoticeSource> Rig<N> {
     fn run(&mut self) -> Result<u64, ShardGone> {
         self.poller.run(&AtomicBool::new(false))
     }
@@ -477,4 +489,164 @@ fn a_stopped_writer_stops_the_poller_instead_of_hanging_it() {
     };
     assert!(dying.join().is_err());
     assert_eq!(result, Err(ShardGone { shard: 1 }));
+}
+
+/// `record` as its destroy notice would carry it: the same socket, in
+/// TCP_CLOSE (the kernel's notices are ordinary inet_diag replies).
+fn destroyed(record: &[u8]) -> Vec<u8> {
+    let mut notice = record.to_vec();
+    notice[1] = inetdiag::TCP_CLOSE;
+    notice
+}
+
+/// The notices of the sockets at `ends` in `dump`.
+fn notices_of(dump: &CapturedDump, ends: &[Ends]) -> NoticeBatch {
+    NoticeBatch::from_records(
+        dump.records()
+            .iter()
+            .filter(|r| ends.contains(&ends_of(r)))
+            .map(|r| destroyed(r)),
+    )
+}
+
+const NOTICES: NoticeConfig = NoticeConfig {
+    close_absent_after: Duration::from_secs(3600),
+    archive_short_connections: false,
+};
+
+#[test]
+fn a_destroy_notice_is_the_last_snapshot_and_closes_the_connection_at_once() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let mut rig = rig(replies([all.clone(), without_b.clone(), without_b]), 1).with_notices(
+        vec![
+            NoticeBatch::default(),
+            notices_of(&all, &[B_CLIENT, B_SERVER]),
+        ],
+        NOTICES,
+    );
+    rig.run().unwrap();
+    let items = rig.items();
+    for ends in [B_CLIENT, B_SERVER] {
+        let cookie = cookie_of(&all, ends);
+        let kinds: Vec<&'static str> = items
+            .iter()
+            .filter(|(c, _)| *c == cookie)
+            .map(|(_, kind)| match kind {
+                ItemKind::Open { .. } => "open",
+                ItemKind::Snapshot => "snapshot",
+                ItemKind::Close => "close",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["open", "snapshot", "snapshot", "close"],
+            "{ends:?}: the notice's snapshot (a state change) is the last, then the close"
+        );
+    }
+    assert_eq!(rig.stats.destroy_notices.load(Relaxed), 2);
+    assert_eq!(rig.stats.closed.load(Relaxed), 2);
+    assert_eq!(rig.stats.absent_closes.load(Relaxed), 0);
+}
+
+#[test]
+fn with_notices_an_absence_closes_only_after_the_grace_period() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let mut script = replies([all.clone()]);
+    // Far more cycles than the grace period needs, at 1 ms each.
+    script.extend((0..400).map(|_| Reply::Dump(without_b.clone())));
+    let mut rig = rig(script, 1).with_notices(
+        Vec::new(),
+        NoticeConfig {
+            close_absent_after: Duration::from_millis(50),
+            ..NOTICES
+        },
+    );
+    let started = Instant::now();
+    rig.run().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let b_client = cookie_of(&all, B_CLIENT);
+    let mut open_ms = None;
+    let mut close_ms = None;
+    for rx in &rig.batches {
+        for batch in rx.try_iter() {
+            for item in batch.items.iter().filter(|i| i.cookie == b_client) {
+                match item.kind {
+                    ItemKind::Open { .. } => open_ms = Some(item.timestamp_ms),
+                    ItemKind::Close => close_ms = Some(item.timestamp_ms),
+                    ItemKind::Snapshot => {}
+                }
+            }
+        }
+    }
+    let waited = close_ms.expect("closed in the end") - open_ms.unwrap();
+    assert!(waited >= 50, "closed after {waited} ms of absence");
+    assert_eq!(rig.stats.absent_closes.load(Relaxed), 2);
+}
+
+#[test]
+fn a_notice_after_an_absence_close_opens_nothing() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let mut rig = rig(replies([all.clone(), without_b.clone(), without_b]), 1).with_notices(
+        vec![
+            NoticeBatch::default(),
+            NoticeBatch::default(),
+            notices_of(&all, &[B_CLIENT, B_SERVER]),
+        ],
+        NoticeConfig {
+            close_absent_after: Duration::ZERO,
+            archive_short_connections: true,
+        },
+    );
+    rig.run().unwrap();
+    let handed = rig.handed();
+    for ends in [B_CLIENT, B_SERVER] {
+        assert_eq!(
+            handed[&cookie_of(&all, ends)],
+            Handed {
+                opens: 1,
+                snapshots: 1,
+                closes: 1
+            },
+            "{ends:?}"
+        );
+    }
+    assert_eq!(rig.stats.short_connections[0][0].load(Relaxed), 0);
+}
+
+#[test]
+fn short_connections_are_counted_and_archived_only_when_asked() {
+    let dumps = story();
+    let listeners_only = dumps[0].clone();
+    let c_ends = [C_CLIENT, C_SERVER];
+    let short = || notices_of(&dumps[1], &c_ends);
+    for archive in [false, true] {
+        let mut rig = rig(replies([listeners_only.clone(), listeners_only.clone()]), 1)
+            .with_notices(
+                vec![NoticeBatch::default(), short()],
+                NoticeConfig {
+                    archive_short_connections: archive,
+                    ..NOTICES
+                },
+            );
+        rig.run().unwrap();
+        // IPv4, loopback.
+        assert_eq!(rig.stats.short_connections[0][0].load(Relaxed), 2);
+        let handed = rig.handed();
+        for ends in c_ends {
+            let cookie = cookie_of(&dumps[1], ends);
+            let expected = archive.then_some(Handed {
+                opens: 1,
+                snapshots: 1,
+                closes: 1,
+            });
+            assert_eq!(handed.get(&cookie).copied(), expected, "{ends:?}");
+        }
+        assert_eq!(rig.poller.poll.cache.len(), 2, "only the listeners stay");
+    }
 }
