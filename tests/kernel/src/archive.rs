@@ -222,6 +222,8 @@ pub mod state {
     pub const LAST_ACK: u8 = 9;
     pub const LISTEN: u8 = 10;
     pub const CLOSING: u8 = 11;
+    /// A destroyed socket: the state of its destroy notice.
+    pub const CLOSE: u8 = 7;
 }
 
 /// A fresh temporary directory for one test's archives.

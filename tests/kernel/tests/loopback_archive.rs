@@ -29,6 +29,8 @@ fn life_rank(state: u8) -> u8 {
         state::ESTABLISHED => 1,
         state::FIN_WAIT1 | state::CLOSE_WAIT => 2,
         state::FIN_WAIT2 | state::CLOSING | state::LAST_ACK => 3,
+        // The destroy notice: the socket's final snapshot.
+        state::CLOSE => 4,
         other => panic!("unexpected TCP state {other}"),
     }
 }
@@ -190,6 +192,16 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
         // bytes_acked counts the SYN; bytes_received does not.
         let last = *established.last().unwrap();
         assert!(last >= total, "{}: last counter {last} < {total}", seg.uuid);
+        // The last line is the kernel's destroy notice: the final tcp_info,
+        // every byte counted.
+        let last_line = snaps.last().unwrap();
+        assert_eq!(info_state(last_line), state::CLOSE, "{}", seg.uuid);
+        let final_counter = if is_client {
+            bytes_acked(last_line)
+        } else {
+            bytes_received(last_line)
+        };
+        assert!(final_counter >= total, "{}: final {final_counter}", seg.uuid);
         let closing: BTreeSet<u8> = snaps.iter().map(info_state).filter(|&s| s != 1).collect();
         if is_client {
             assert!(
