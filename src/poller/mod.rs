@@ -363,7 +363,6 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             add(&stats.closed, closed as u64);
             if with_notices {
                 add(&stats.absent_closes, closed as u64);
-                recently_closed.expire(timestamp_ms);
             }
         }
         add(&poll.stats.polls, 1);
@@ -413,6 +412,7 @@ impl Poll {
     /// Reads every destroy notice that arrived, without waiting for one.
     fn read_notices(&mut self, notices: &mut impl NoticeSource) {
         let timestamp_ms = now_ms();
+        self.recently_closed.expire(timestamp_ms);
         match notices.notices(|payload| self.notice(payload, timestamp_ms)) {
             Ok(read) => {
                 add(&self.stats.destroy_notices, read.notices as u64);
@@ -492,6 +492,7 @@ impl Poll {
             add(&self.stats.closed, 1);
         }
         self.cache.remove(cookie);
+        self.recently_closed.insert(cookie, timestamp_ms);
     }
 
     fn handle(&mut self, payload: &[u8]) {
@@ -519,7 +520,10 @@ impl Poll {
             Update::New => {
                 add(&self.stats.new, 1);
                 let msg = record.msg();
-                entry.excluded = self.exclusion.excludes(&msg);
+                // A destroyed socket's timewait mini-socket, under its
+                // cookie: tracked, never opened again.
+                entry.excluded =
+                    self.recently_closed.contains(cookie) || self.exclusion.excludes(&msg);
                 if entry.excluded {
                     return;
                 }

@@ -1,16 +1,18 @@
-//! Cookies the poller closed without a destroy notice (they stayed absent
-//! from dumps), remembered for a while: a notice that still comes for one
-//! must not open it again as a new connection.
+//! Cookies the poller closed, remembered for a while, so that nothing
+//! opens them again: a notice that still comes for a socket closed by its
+//! absence from dumps, or the afterlife of a destroyed socket — a timewait
+//! mini-socket in FIN_WAIT2, which keeps the socket's cookie and shows in
+//! dumps (without tcp_info) for up to `tcp_fin_timeout`.
 
 use std::collections::VecDeque;
 
 use ahash::AHashSet;
 
-/// How long a cookie closed by absence is remembered (unix ms). A notice
-/// comes within milliseconds of the destruction, which absence-closing
-/// waits a grace period (1 s by default) for; ten seconds cover a stalled
-/// agent too.
-const REMEMBER_MS: i64 = 10_000;
+/// How long a closed cookie is remembered (unix ms): the mini-socket shows
+/// in the very next dump, a late notice within milliseconds of the end of
+/// an absence grace (1 s by default). At 10,000 closes a second this holds
+/// 30,000 cookies (about 1 MB).
+const REMEMBER_MS: i64 = 3_000;
 
 #[derive(Debug, Default)]
 pub struct RecentlyClosed {
@@ -46,15 +48,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_remembered_for_ten_seconds() {
+    fn cookies_are_remembered_for_three_seconds() {
         let mut recent = RecentlyClosed::default();
         recent.insert(7, 1_000);
-        recent.insert(8, 5_000);
-        recent.expire(10_999);
+        recent.insert(8, 2_000);
+        recent.expire(3_999);
         assert!(recent.contains(7) && recent.contains(8));
-        recent.expire(11_000);
+        recent.expire(4_000);
         assert!(!recent.contains(7) && recent.contains(8));
-        recent.expire(15_000);
+        recent.expire(5_000);
         assert!(!recent.contains(8));
     }
 }

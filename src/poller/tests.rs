@@ -650,3 +650,29 @@ fn short_connections_are_counted_and_archived_only_when_asked() {
         assert_eq!(rig.poller.poll.cache.len(), 2, "only the listeners stay");
     }
 }
+
+#[test]
+fn the_timewait_afterlife_of_a_destroyed_socket_opens_nothing() {
+    let dumps = story();
+    let all = dumps[1].clone();
+    // Dump 4 shows B's client, closed first, as a FIN_WAIT2 timewait
+    // mini-socket: same cookie, no tcp_info.
+    let afterlife = dumps[4].clone();
+    let b_client = cookie_of(&all, B_CLIENT);
+    assert!(afterlife.records().iter().any(|r| {
+        let r = DiagRecord::parse(r).unwrap();
+        r.msg().cookie() == b_client && r.attribute(inetdiag::INET_DIAG_INFO).is_none()
+    }));
+    let mut rig = rig(replies([all.clone(), afterlife.clone(), afterlife]), 1)
+        .with_notices(vec![notices_of(&all, &[B_CLIENT])], NOTICES);
+    rig.run().unwrap();
+    assert_eq!(
+        rig.handed()[&b_client],
+        Handed {
+            opens: 1,
+            snapshots: 2,
+            closes: 1
+        },
+        "opened once, its notice last, never opened again"
+    );
+}

@@ -201,7 +201,11 @@ fn loopback_connections_get_one_archive_each_from_metadata_through_closing_state
         } else {
             bytes_received(last_line)
         };
-        assert!(final_counter >= total, "{}: final {final_counter}", seg.uuid);
+        assert!(
+            final_counter >= total,
+            "{}: final {final_counter}",
+            seg.uuid
+        );
         let closing: BTreeSet<u8> = snaps.iter().map(info_state).filter(|&s| s != 1).collect();
         if is_client {
             assert!(

@@ -1,0 +1,149 @@
+//! The complete archive: every connection's last line is the kernel's
+//! destroy notice, with counters no poll could have seen; connections that
+//! live less than one poll are archived on request, each exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use harness::agent::FAST;
+use harness::archive::{bytes_received, info_state, live_segments_of, output_dir, read_all, state};
+use harness::traffic::Connection;
+use harness::{wait_until, Agent, Netns};
+
+#[test]
+fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
+    let ns = Netns::new();
+    let tmp = output_dir();
+    let out = tmp.path().join("out");
+    let mut flags = FAST.to_vec();
+    flags.push("-exclude-local=false");
+    let mut agent = Agent::start(Some(&ns), &out, &flags);
+
+    const CONNECTIONS: usize = 5;
+    const SENT: usize = 64_000 + 777;
+    let (_listener, conns) = ns.enter(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let conns: Vec<Connection> = (0..CONNECTIONS)
+            .map(|_| Connection::open(&listener))
+            .collect();
+        (listener, conns)
+    });
+    let server_cookies: Vec<u64> = conns
+        .iter()
+        .map(|c| harness::traffic::socket_cookie(&c.server))
+        .collect();
+    // Archived (a poll saw them) before anything is sent.
+    wait_until(Duration::from_secs(10), "the connections' files", || {
+        server_cookies
+            .iter()
+            .all(|&c| !live_segments_of(&out, c).is_empty())
+    });
+    for mut conn in conns {
+        // Everything goes out right before the close: a 10 ms poll sees
+        // at most part of it.
+        conn.client.write_all(&[1u8; SENT]).unwrap();
+        conn.client.shutdown(Shutdown::Write).unwrap();
+        let mut received = Vec::new();
+        conn.server.read_to_end(&mut received).unwrap();
+        assert_eq!(received.len(), SENT);
+    }
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        agent
+            .stats_lines()
+            .last()
+            .is_some_and(|s| s.get("closed") >= 2 * CONNECTIONS as u64)
+    });
+    agent.terminate();
+
+    let segments = read_all(&out);
+    for cookie in server_cookies {
+        let seg = segments
+            .iter()
+            .find(|s| s.cookie() == cookie)
+            .unwrap_or_else(|| panic!("an archive for {cookie:#x}"));
+        seg.assert_metadata_first();
+        let last = seg.snapshots().last().unwrap();
+        assert_eq!(info_state(last), state::CLOSE, "{}", seg.uuid);
+        // The client's FIN takes one sequence number too.
+        assert_eq!(bytes_received(last), SENT as u64 + 1, "{}", seg.uuid);
+    }
+}
+
+#[test]
+fn short_connections_are_archived_once_each_with_their_final_snapshot() {
+    let ns = Netns::new();
+    let tmp = output_dir();
+    let out = tmp.path().join("out");
+    let mut flags = FAST.to_vec();
+    flags.extend(["-exclude-local=false", "-archive-short-connections"]);
+    let mut agent = Agent::start(Some(&ns), &out, &flags);
+
+    // Long-lived connections beside the churn, as on a busy server.
+    let (_listener, _long) = ns.enter(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let long: Vec<Connection> = (0..50).map(|_| Connection::open(&listener)).collect();
+        (listener, long)
+    });
+    const SHORT: usize = 2_000;
+    let (short_port, short_clients) = ns.enter(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(SHORT) {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 4];
+                stream.read_exact(&mut request).unwrap();
+                stream.write_all(b"pong").unwrap();
+            }
+        });
+        let mut clients = BTreeSet::new();
+        for _ in 0..SHORT {
+            let mut c = TcpStream::connect(target).unwrap();
+            clients.insert(c.local_addr().unwrap().port());
+            c.write_all(b"ping").unwrap();
+            let mut reply = [0u8; 4];
+            c.read_exact(&mut reply).unwrap();
+        }
+        server.join().unwrap();
+        (target.port(), clients)
+    });
+    // Each short connection is a client and a server socket; the churn's
+    // listener closes too. Then nothing more closes for a stats interval.
+    wait_until(Duration::from_secs(30), "the churn closed", || {
+        let closed: Vec<u64> = agent
+            .stats_lines()
+            .iter()
+            .map(|s| s.get("closed"))
+            .collect();
+        matches!(closed.as_slice(), [.., a, b] if a == b && *b >= 2 * SHORT as u64)
+    });
+    agent.terminate();
+
+    let segments = read_all(&out);
+    let mut files_per_cookie: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut archived_clients = 0;
+    for seg in &segments {
+        seg.assert_metadata_first();
+        assert_eq!(seg.sequence, 0, "{}", seg.uuid);
+        *files_per_cookie.entry(seg.cookie()).or_default() += 1;
+        let first = &seg.snapshots()[0];
+        let idm = harness::archive::idm(first);
+        // A client end of the churn (its port may also serve a long-lived
+        // connection to another address: the 4-tuple is what is unique).
+        if idm.dport() == short_port && short_clients.contains(&idm.sport()) {
+            let last = seg.snapshots().last().unwrap();
+            assert_eq!(info_state(last), state::CLOSE, "{}", seg.uuid);
+            archived_clients += 1;
+        }
+    }
+    assert!(
+        files_per_cookie.values().all(|&n| n == 1),
+        "one file per connection, never a second .00000"
+    );
+    assert!(
+        archived_clients * 100 >= SHORT * 99,
+        "{archived_clients} of {SHORT} short connections archived"
+    );
+}
