@@ -12,7 +12,7 @@
 //! 5. `poller`: the polling loop, over inetdiag's `DumpSource` seam.
 //! 6. `saver`, `cache`, `eventsocket` (the server).
 //! 7. `log`, `exclusion`, `compare`.
-//! 8. `address`, `clock`, `lock`, `series_cap`, `stats`; then the crates
+//! 8. `address`, `clock`, `lock`, `series_cap`, `small_file`, `stats`; then the crates
 //!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
 //!    `inetdiag` (kernel ABI).
 
@@ -34,4 +34,5 @@ pub mod policy;
 pub mod poller;
 pub mod saver;
 pub mod series_cap;
+pub mod small_file;
 pub mod stats;

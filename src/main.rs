@@ -34,7 +34,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcp-info: {e:#}");
-            ExitCode::FAILURE
+            // A file the command line names that cannot be used is the
+            // operator's mistake, like a bad flag (exit 2, as Go's flag).
+            let usage = e
+                .downcast_ref::<naming::PrefixError>()
+                .is_some_and(naming::PrefixError::is_usage);
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -83,8 +92,8 @@ fn run(config: Config) -> anyhow::Result<()> {
         .as_deref()
         .map(start_listen_policy)
         .transpose()?;
-    let uuid_prefix =
-        naming::uuid_prefix(config.uuid_prefix_file.as_deref()).context("UUID prefix")?;
+    // The error names the file (or the default) itself.
+    let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     std::fs::create_dir_all(&config.output)
         .with_context(|| format!("creating output directory {}", config.output.display()))?;
     let stats = Arc::new(Stats::default());

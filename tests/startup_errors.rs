@@ -69,3 +69,33 @@ fn a_bad_remote_states_range_is_a_one_line_error_and_exit_2() {
         );
     }
 }
+
+#[test]
+fn a_uuid_prefix_that_would_leave_the_output_directory_is_a_one_line_error_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prefix");
+    let out = dir.path().join("data");
+    for (content, problem) in [
+        ("../../../../x\n", "contains '/'"),
+        ("host\nname\n", "control character"),
+        ("\n", "is empty"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let run = agent()
+            .arg(format!("-output={}", out.display()))
+            .arg("-prometheusx.listen-address=127.0.0.1:0")
+            .arg(format!("-uuid-prefix-file={}", file.display()))
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2), "{content:?}");
+        let err = text(&run.stderr);
+        assert_eq!(err.lines().count(), 1, "{content:?}: {err}");
+        assert!(
+            err.starts_with(&format!("tcp-info: uuid prefix file {}: ", file.display())),
+            "{content:?}: {err}"
+        );
+        assert!(err.contains(problem), "{content:?}: {err}");
+    }
+    // Nothing was written anywhere.
+    assert!(!out.exists());
+}
