@@ -94,8 +94,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .transpose()?;
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
-    std::fs::create_dir_all(&config.output)
-        .with_context(|| format!("creating output directory {}", config.output.display()))?;
+    tcp_info::output::prepare(&config.output)?;
     let stats = Arc::new(Stats::default());
     let exposure_summary = Arc::new(SummaryCell::default());
     let metrics = start_metrics(

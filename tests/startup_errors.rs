@@ -99,3 +99,36 @@ fn a_uuid_prefix_that_would_leave_the_output_directory_is_a_one_line_error_and_e
     // Nothing was written anywhere.
     assert!(!out.exists());
 }
+
+#[test]
+fn a_world_writable_output_directory_is_refused_with_one_line_and_exit_1() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (output, want) in [
+        (
+            shared.clone(),
+            format!(
+                "tcp-info: output directory {0}: {0} is writable by every user (mode 0777)\n",
+                shared.display()
+            ),
+        ),
+        (
+            shared.join("data"),
+            format!(
+                "tcp-info: output directory {0}/data: {0} is writable by every user (mode 0777, without the sticky bit)\n",
+                shared.display()
+            ),
+        ),
+    ] {
+        let out = agent()
+            .arg(format!("-output={}", output.display()))
+            .arg("-prometheusx.listen-address=127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), want);
+    }
+}
