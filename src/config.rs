@@ -30,17 +30,17 @@ pub struct Config {
     pub reps: u64,
 
     /// Time between the starts of two polls (Go duration: 10ms, 1s).
-    #[arg(long = "poll-interval", default_value = "10ms", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "poll-interval", default_value = "10ms", value_parser = POLL_INTERVAL.parser(), value_name = "DURATION")]
     pub poll_interval: Duration,
 
     /// Longest time a snapshot waits in memory before it is compressed and
     /// appended to its file.
-    #[arg(long = "flush-interval", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "flush-interval", default_value = "1s", value_parser = FLUSH_INTERVAL.parser(), value_name = "DURATION")]
     pub flush_interval: Duration,
 
     /// Age at which a connection's file is closed and the next segment
     /// (<UUID>.<seq+1>) begins.
-    #[arg(long = "rotation-interval", default_value = "10m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "rotation-interval", default_value = "10m", value_parser = ROTATION_INTERVAL.parser(), value_name = "DURATION")]
     pub rotation_interval: Duration,
 
     /// Leave out connections with a loopback, link-local, multicast or
@@ -84,7 +84,7 @@ pub struct Config {
     pub prometheus_listen_address: String,
 
     /// Interval of the summary log line (records, new, changed, closed, errors, polls).
-    #[arg(long = "stats-interval", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "stats-interval", default_value = "1m", value_parser = STATS_INTERVAL.parser(), value_name = "DURATION")]
     pub stats_interval: Duration,
 
     /// Export per-peer connection states (tcpinfo_remote_connections) for
@@ -159,12 +159,65 @@ impl Config {
     }
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let d = goflag::parse_go_duration(text).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err(format!("duration {text:?} must be greater than zero"));
+/// The durations a flag accepts: anything outside is refused at start-up,
+/// so that no interval can overflow the time arithmetic it feeds, spin a
+/// core, or turn every snapshot into a file of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+    /// The bounds as a Go duration, for messages and the documentation.
+    pub text: (&'static str, &'static str),
+}
+
+/// `-poll-interval`: a dump at least every hour, never more than 1000 a
+/// second.
+pub const POLL_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    text: ("1ms", "1h"),
+};
+
+/// `-flush-interval`: snapshots wait in memory at most an hour.
+pub const FLUSH_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    text: ("1ms", "1h"),
+};
+
+/// `-rotation-interval`: a segment lasts at least a second, at most a day.
+pub const ROTATION_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(24 * 3600),
+    text: ("1s", "24h"),
+};
+
+/// `-stats-interval`: tests log every few hundred milliseconds.
+pub const STATS_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(24 * 3600),
+    text: ("100ms", "24h"),
+};
+
+impl DurationRange {
+    /// Parses a Go duration within the range; the error says the range.
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let out_of_range = || {
+            format!(
+                "duration {text:?} is out of range ({} to {})",
+                self.text.0, self.text.1
+            )
+        };
+        match goflag::parse_go_duration(text) {
+            Ok(d) if (self.min..=self.max).contains(&d) => Ok(d),
+            Ok(_) | Err(goflag::DurationError::TooLong(_)) => Err(out_of_range()),
+            Err(e) => Err(e.to_string()),
+        }
     }
-    Ok(d)
+
+    fn parser(self) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+        move |text| self.parse(text)
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +336,59 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn durations_outside_their_flags_range_are_one_line_errors() {
+        for (bad, range) in [
+            ("-flush-interval=3000000000000000h", "(1ms to 1h)"),
+            ("-flush-interval=0", "(1ms to 1h)"),
+            ("-flush-interval=61m", "(1ms to 1h)"),
+            ("-poll-interval=1ns", "(1ms to 1h)"),
+            ("-poll-interval=999us", "(1ms to 1h)"),
+            ("-poll-interval=2562048000000000h", "(1ms to 1h)"),
+            ("-stats-interval=2562048000000000h", "(100ms to 24h)"),
+            ("-stats-interval=99ms", "(100ms to 24h)"),
+            ("-rotation-interval=2562047788016h", "(1s to 24h)"),
+            ("-rotation-interval=999ms", "(1s to 24h)"),
+            ("-rotation-interval=24h1ns", "(1s to 24h)"),
+        ] {
+            let e = parse(&[bad]).unwrap_err();
+            let line = goflag::one_line(&e);
+            let (flag, value) = bad.split_once('=').unwrap();
+            assert!(
+                line.contains(&format!("-{flag}"))
+                    && line.contains(&format!("duration {value:?} is out of range {range}")),
+                "{bad}: {line}"
+            );
+            assert!(!line.contains('\n'), "{line:?}");
+        }
+        // The bounds themselves are accepted.
+        let c = parse(&[
+            "-poll-interval=1ms",
+            "-flush-interval=1h",
+            "-rotation-interval=24h",
+            "-stats-interval=100ms",
+        ])
+        .unwrap();
+        assert_eq!(c.poll_interval, POLL_INTERVAL.min);
+        assert_eq!(c.flush_interval, FLUSH_INTERVAL.max);
+        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.max);
+        assert_eq!(c.stats_interval, STATS_INTERVAL.min);
+        let c = parse(&[
+            "-rotation-interval=1s",
+            "-stats-interval=24h",
+            "-poll-interval=1h",
+            "-flush-interval=1ms",
+        ])
+        .unwrap();
+        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.min);
+        assert_eq!(c.stats_interval, STATS_INTERVAL.max);
+        assert_eq!(c.poll_interval, POLL_INTERVAL.max);
+        assert_eq!(c.flush_interval, FLUSH_INTERVAL.min);
+        // Not a duration at all: the parser's own message.
+        let line = goflag::one_line(&parse(&["-poll-interval=fast"]).unwrap_err());
+        assert!(line.contains("invalid duration \"fast\""), "{line}");
     }
 
     #[test]

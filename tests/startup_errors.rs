@@ -132,3 +132,26 @@ fn a_world_writable_output_directory_is_refused_with_one_line_and_exit_1() {
         assert_eq!(text(&out.stderr), want);
     }
 }
+
+#[test]
+fn absurd_intervals_are_one_line_errors_and_exit_2() {
+    for (bad, range) in [
+        ("-flush-interval=3000000000000000h", "(1ms to 1h)"),
+        ("-poll-interval=1ns", "(1ms to 1h)"),
+        ("-poll-interval=2562048000000000h", "(1ms to 1h)"),
+        ("-stats-interval=2562048000000000h", "(100ms to 24h)"),
+        ("-rotation-interval=2562047788016h", "(1s to 24h)"),
+    ] {
+        let out = agent().arg(bad).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+        let (flag, value) = bad.split_once('=').unwrap();
+        assert!(
+            err.starts_with("tcp-info: ")
+                && err.contains(&format!("-{flag}"))
+                && err.contains(&format!("duration {value:?} is out of range {range}")),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -478,3 +478,14 @@ fn a_stopped_writer_stops_the_poller_instead_of_hanging_it() {
     assert!(dying.join().is_err());
     assert_eq!(result, Err(ShardGone { shard: 1 }));
 }
+
+#[test]
+fn an_interval_past_what_an_instant_holds_is_a_time_that_never_comes_not_a_panic() {
+    let now = Instant::now();
+    assert_eq!(
+        super::later(now, Duration::from_secs(1)),
+        now + Duration::from_secs(1)
+    );
+    let never = super::later(now, Duration::MAX);
+    assert!(never > now + Duration::from_secs(365 * 24 * 3600));
+}
