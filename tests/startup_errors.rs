@@ -155,3 +155,34 @@ fn absurd_intervals_are_one_line_errors_and_exit_2() {
         );
     }
 }
+
+#[test]
+fn check_refuses_a_fifo_a_device_a_directory_or_an_oversize_policy_at_once_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    for (policy, problem) in [
+        (fifo.as_path(), "is a FIFO, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, not a regular file",
+        ),
+        (dir.path(), "is a directory, not a regular file"),
+        (big.as_path(), "is larger than 1048576 bytes"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = agent()
+            .arg("check")
+            .arg(format!("-policy={}", policy.display()))
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{policy:?}");
+        assert_eq!(
+            text(&out.stderr),
+            format!("tcp-info check: {}: {problem}\n", policy.display())
+        );
+    }
+}
