@@ -12,7 +12,7 @@
 //! 5. `poller`: the polling loop, over inetdiag's `DumpSource` seam.
 //! 6. `saver`, `output` (the directory's safety), `cache`, `eventsocket`
 //!    (the server).
-//! 7. `log`, `exclusion`, `compare`.
+//! 7. `log`, `signals`, `exclusion`, `compare`.
 //! 8. `address`, `clock`, `lock`, `series_cap`, `small_file`, `stats`; then the crates
 //!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
 //!    `inetdiag` (kernel ABI).
@@ -36,5 +36,6 @@ pub mod policy;
 pub mod poller;
 pub mod saver;
 pub mod series_cap;
+pub mod signals;
 pub mod small_file;
 pub mod stats;

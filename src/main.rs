@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread;
 
 use anyhow::Context;
 use inetdiag::DiagSocket;
@@ -22,6 +21,7 @@ use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::poller::{PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
+use tcp_info::signals;
 use tcp_info::stats::Stats;
 
 fn main() -> ExitCode {
@@ -61,21 +61,9 @@ fn check(c: CheckConfig) -> ExitCode {
     }
 }
 
-/// Loads `-listen-policy` and re-reads it on every SIGHUP.
+/// Loads `-listen-policy` (re-read on SIGHUP and `POST /-/reload`).
 fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
     let policy = ActivePolicy::load(path).context("listen policy")?;
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .context("installing the SIGHUP handler")?;
-    let reloaded = Arc::clone(&policy);
-    thread::Builder::new()
-        .name("policy-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                // The outcome is logged and counted by reload().
-                let _ = reloaded.reload();
-            }
-        })
-        .context("starting the policy reload thread")?;
     log!(
         "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
         path.display(),
@@ -85,13 +73,14 @@ fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let stop = stop_on_signals()?;
+    let signals = signals::install().context("installing signal handlers")?;
     raise_open_files_limit();
     let listen_policy = config
         .listen_policy
         .as_deref()
         .map(start_listen_policy)
         .transpose()?;
+    let stop = act_on_signals(signals, listen_policy.as_ref())?;
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     tcp_info::output::prepare(&config.output)?;
@@ -137,13 +126,24 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// SIGTERM and SIGINT set the returned flag; the poller stops on it.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// A stop signal (SIGTERM, SIGINT, …) sets the returned flag, on which the
+/// poller stops; SIGHUP reloads the listen policy; the rest are ignored
+/// (see `tcp_info::signals`).
+fn act_on_signals(
+    signals: signals::Handling,
+    listen_policy: Option<&Arc<ActivePolicy>>,
+) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let reload = listen_policy.map(|policy| {
+        let policy = Arc::clone(policy);
+        // The outcome is logged and counted by reload().
+        Box::new(move || {
+            let _ = policy.reload();
+        }) as Box<dyn Fn() + Send>
+    });
+    signals
+        .spawn(Arc::clone(&stop), reload)
+        .context("starting the signal thread")?;
     Ok(stop)
 }
 
