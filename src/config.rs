@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long = "tcpinfo.eventsocket", value_name = "PATH")]
     pub eventsocket: Option<PathBuf>,
 
+    /// Permission bits of the event socket, in octal (0660: the owner and
+    /// -tcpinfo.eventsocket.group may connect); default 0777 less the umask.
+    #[arg(long = "tcpinfo.eventsocket.mode", value_parser = parse_socket_mode, value_name = "OCTAL")]
+    pub eventsocket_mode: Option<u32>,
+
+    /// Group (name or gid) given the event socket, so that a sidecar
+    /// running as a member can connect (with a mode such as 0660).
+    #[arg(long = "tcpinfo.eventsocket.group", value_parser = parse_group, value_name = "GROUP")]
+    pub eventsocket_group: Option<u32>,
+
     /// Address of the Prometheus /metrics server (a bare :port means all addresses).
     #[arg(
         long = "prometheusx.listen-address",
@@ -156,6 +166,26 @@ impl Config {
         S: Into<String>,
     {
         goflag::try_parse_with_env(args)
+    }
+}
+
+/// Permission bits in octal (`660`, `0660`), at most `0777`.
+fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|&mode| mode <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode from 0 to 0777"))
+}
+
+/// A group name, or a numeric gid, as the gid.
+fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group named {text:?}")),
+        Err(e) => Err(format!("looking up group {text:?}: {e}")),
     }
 }
 
@@ -335,6 +365,43 @@ mod tests {
             &["stray"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn event_socket_mode_is_octal_and_group_a_name_or_gid() {
+        let c = parse(&[
+            "-tcpinfo.eventsocket=/run/ev.sock",
+            "-tcpinfo.eventsocket.mode=0660",
+            "-tcpinfo.eventsocket.group=root",
+        ])
+        .unwrap();
+        assert_eq!(c.eventsocket.unwrap().to_str(), Some("/run/ev.sock"));
+        assert_eq!(c.eventsocket_mode, Some(0o660));
+        assert_eq!(c.eventsocket_group, Some(0));
+        let c = parse(&[
+            "-tcpinfo.eventsocket.mode",
+            "600",
+            "-tcpinfo.eventsocket.group=65534",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.eventsocket_mode, c.eventsocket_group),
+            (Some(0o600), Some(65534))
+        );
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.eventsocket_mode, c.eventsocket_group), (None, None));
+        for (bad, why) in [
+            ("-tcpinfo.eventsocket.mode=0668", "not an octal mode"),
+            ("-tcpinfo.eventsocket.mode=1777", "not an octal mode"),
+            ("-tcpinfo.eventsocket.mode=rw", "not an octal mode"),
+            (
+                "-tcpinfo.eventsocket.group=no-such-group-here",
+                "no group named",
+            ),
+        ] {
+            let line = goflag::one_line(&parse(&[bad]).unwrap_err());
+            assert!(line.contains(why), "{bad}: {line}");
         }
     }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use inetdiag::DiagSocket;
 use tcp_info::config::{CheckConfig, Config, Invocation};
-use tcp_info::eventsocket::{Publisher, Server as EventServer};
+use tcp_info::eventsocket::{
+    Publisher, Server as EventServer, ServerOptions as EventServerOptions,
+};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
 use tcp_info::exposure::peers::PeerFilter;
 use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
@@ -195,8 +197,13 @@ fn start_event_socket(
     let Some(path) = &config.eventsocket else {
         return Ok((None, Publisher::disabled()));
     };
-    let server =
-        EventServer::start(path).with_context(|| format!("event socket {}", path.display()))?;
+    let options = EventServerOptions {
+        mode: config.eventsocket_mode,
+        group: config.eventsocket_group,
+        ..EventServerOptions::default()
+    };
+    let server = EventServer::start_with(path, options)
+        .with_context(|| format!("event socket {}", path.display()))?;
     let events = server.publisher();
     metrics.watch_event_socket(events.clone());
     log!("serving connection events on {}", server.path().display());
