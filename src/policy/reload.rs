@@ -141,21 +141,23 @@ mod tests {
         std::fs::write(&path, "[[forbid]]\nport = 23\n").unwrap();
         let policy = ActivePolicy::load(&path).unwrap();
         let loopback = Some("127.0.0.1:40000");
-        let replace = |with: &dyn Fn(&Path)| {
+        let replace = |with: fn(&Path)| {
             let _ = std::fs::remove_file(&path);
             with(&path);
         };
-        let cases: [(&dyn Fn(&Path), &str); 3] = [
+        // What takes the policy file's place, and why it is refused.
+        type Plant = fn(&Path);
+        let cases: [(Plant, &str); 3] = [
             (
-                &|p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                |p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
                 "is a FIFO, not a regular file",
             ),
             (
-                &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+                |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
                 "is a character device, not a regular file",
             ),
             (
-                &|p| std::fs::write(p, vec![b'#'; 2 << 20]).unwrap(),
+                |p| std::fs::write(p, vec![b'#'; 2 << 20]).unwrap(),
                 "is larger than 1048576 bytes",
             ),
         ];
