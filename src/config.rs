@@ -30,17 +30,17 @@ pub struct Config {
     pub reps: u64,
 
     /// Time between the starts of two polls (Go duration: 10ms, 1s).
-    #[arg(long = "poll-interval", default_value = "10ms", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "poll-interval", default_value = "10ms", value_parser = POLL_INTERVAL.parser(), value_name = "DURATION")]
     pub poll_interval: Duration,
 
     /// Longest time a snapshot waits in memory before it is compressed and
     /// appended to its file.
-    #[arg(long = "flush-interval", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "flush-interval", default_value = "1s", value_parser = FLUSH_INTERVAL.parser(), value_name = "DURATION")]
     pub flush_interval: Duration,
 
     /// Age at which a connection's file is closed and the next segment
     /// (<UUID>.<seq+1>) begins.
-    #[arg(long = "rotation-interval", default_value = "10m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "rotation-interval", default_value = "10m", value_parser = ROTATION_INTERVAL.parser(), value_name = "DURATION")]
     pub rotation_interval: Duration,
 
     /// Leave out connections with a loopback, link-local, multicast or
@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long = "tcpinfo.eventsocket", value_name = "PATH")]
     pub eventsocket: Option<PathBuf>,
 
+    /// Permission bits of the event socket, in octal (0660: the owner and
+    /// -tcpinfo.eventsocket.group may connect); default 0777 less the umask.
+    #[arg(long = "tcpinfo.eventsocket.mode", value_parser = parse_socket_mode, value_name = "OCTAL")]
+    pub eventsocket_mode: Option<u32>,
+
+    /// Group (name or gid) given the event socket, so that a sidecar
+    /// running as a member can connect (with a mode such as 0660).
+    #[arg(long = "tcpinfo.eventsocket.group", value_parser = parse_group, value_name = "GROUP")]
+    pub eventsocket_group: Option<u32>,
+
     /// Address of the Prometheus /metrics server (a bare :port means all addresses).
     #[arg(
         long = "prometheusx.listen-address",
@@ -84,7 +94,7 @@ pub struct Config {
     pub prometheus_listen_address: String,
 
     /// Interval of the summary log line (records, new, changed, closed, errors, polls).
-    #[arg(long = "stats-interval", default_value = "1m", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "stats-interval", default_value = "1m", value_parser = STATS_INTERVAL.parser(), value_name = "DURATION")]
     pub stats_interval: Duration,
 
     /// Export per-peer connection states (tcpinfo_remote_connections) for
@@ -112,7 +122,7 @@ pub struct Config {
     /// With destroy notices: how long a connection may be missing from
     /// dumps before it is closed without its notice (a dump can miss a
     /// live socket; the kernel can drop notices).
-    #[arg(long = "close-absent-after", default_value = "1s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long = "close-absent-after", default_value = "1s", value_parser = CLOSE_ABSENT_AFTER.parser(), value_name = "DURATION")]
     pub close_absent_after: Duration,
 
     /// With destroy notices: archive the connections that opened and closed
@@ -179,12 +189,93 @@ impl Config {
     }
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let d = goflag::parse_go_duration(text).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err(format!("duration {text:?} must be greater than zero"));
+/// Permission bits in octal (`660`, `0660`), at most `0777`.
+fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|&mode| mode <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode from 0 to 0777"))
+}
+
+/// A group name, or a numeric gid, as the gid.
+fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
     }
-    Ok(d)
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group named {text:?}")),
+        Err(e) => Err(format!("looking up group {text:?}: {e}")),
+    }
+}
+
+/// The durations a flag accepts: anything outside is refused at start-up,
+/// so that no interval can overflow the time arithmetic it feeds, spin a
+/// core, or turn every snapshot into a file of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+    /// The bounds as a Go duration, for messages and the documentation.
+    pub text: (&'static str, &'static str),
+}
+
+/// `-poll-interval`: a dump at least every hour, never more than 1000 a
+/// second.
+pub const POLL_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    text: ("1ms", "1h"),
+};
+
+/// `-flush-interval`: snapshots wait in memory at most an hour.
+pub const FLUSH_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    text: ("1ms", "1h"),
+};
+
+/// `-rotation-interval`: a segment lasts at least a second, at most a day.
+pub const ROTATION_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(24 * 3600),
+    text: ("1s", "24h"),
+};
+
+/// `-stats-interval`: tests log every few hundred milliseconds.
+pub const STATS_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(24 * 3600),
+    text: ("100ms", "24h"),
+};
+
+/// `-close-absent-after`: a missed socket comes back in the next dump or
+/// two; a minute covers a stalled agent, and no more is ever needed.
+pub const CLOSE_ABSENT_AFTER: DurationRange = DurationRange {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+    text: ("0s", "1m"),
+};
+
+impl DurationRange {
+    /// Parses a Go duration within the range; the error says the range.
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let out_of_range = || {
+            format!(
+                "duration {text:?} is out of range ({} to {})",
+                self.text.0, self.text.1
+            )
+        };
+        match goflag::parse_go_duration(text) {
+            Ok(d) if (self.min..=self.max).contains(&d) => Ok(d),
+            Ok(_) | Err(goflag::DurationError::TooLong(_)) => Err(out_of_range()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn parser(self) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+        move |text| self.parse(text)
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +394,96 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn event_socket_mode_is_octal_and_group_a_name_or_gid() {
+        let c = parse(&[
+            "-tcpinfo.eventsocket=/run/ev.sock",
+            "-tcpinfo.eventsocket.mode=0660",
+            "-tcpinfo.eventsocket.group=root",
+        ])
+        .unwrap();
+        assert_eq!(c.eventsocket.unwrap().to_str(), Some("/run/ev.sock"));
+        assert_eq!(c.eventsocket_mode, Some(0o660));
+        assert_eq!(c.eventsocket_group, Some(0));
+        let c = parse(&[
+            "-tcpinfo.eventsocket.mode",
+            "600",
+            "-tcpinfo.eventsocket.group=65534",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.eventsocket_mode, c.eventsocket_group),
+            (Some(0o600), Some(65534))
+        );
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.eventsocket_mode, c.eventsocket_group), (None, None));
+        for (bad, why) in [
+            ("-tcpinfo.eventsocket.mode=0668", "not an octal mode"),
+            ("-tcpinfo.eventsocket.mode=1777", "not an octal mode"),
+            ("-tcpinfo.eventsocket.mode=rw", "not an octal mode"),
+            (
+                "-tcpinfo.eventsocket.group=no-such-group-here",
+                "no group named",
+            ),
+        ] {
+            let line = goflag::one_line(&parse(&[bad]).unwrap_err());
+            assert!(line.contains(why), "{bad}: {line}");
+        }
+    }
+
+    #[test]
+    fn durations_outside_their_flags_range_are_one_line_errors() {
+        for (bad, range) in [
+            ("-flush-interval=3000000000000000h", "(1ms to 1h)"),
+            ("-flush-interval=0", "(1ms to 1h)"),
+            ("-flush-interval=61m", "(1ms to 1h)"),
+            ("-poll-interval=1ns", "(1ms to 1h)"),
+            ("-poll-interval=999us", "(1ms to 1h)"),
+            ("-poll-interval=2562048000000000h", "(1ms to 1h)"),
+            ("-stats-interval=2562048000000000h", "(100ms to 24h)"),
+            ("-stats-interval=99ms", "(100ms to 24h)"),
+            ("-rotation-interval=2562047788016h", "(1s to 24h)"),
+            ("-rotation-interval=999ms", "(1s to 24h)"),
+            ("-rotation-interval=24h1ns", "(1s to 24h)"),
+        ] {
+            let e = parse(&[bad]).unwrap_err();
+            let line = goflag::one_line(&e);
+            let (flag, value) = bad.split_once('=').unwrap();
+            assert!(
+                line.contains(&format!("-{flag}"))
+                    && line.contains(&format!("duration {value:?} is out of range {range}")),
+                "{bad}: {line}"
+            );
+            assert!(!line.contains('\n'), "{line:?}");
+        }
+        // The bounds themselves are accepted.
+        let c = parse(&[
+            "-poll-interval=1ms",
+            "-flush-interval=1h",
+            "-rotation-interval=24h",
+            "-stats-interval=100ms",
+        ])
+        .unwrap();
+        assert_eq!(c.poll_interval, POLL_INTERVAL.min);
+        assert_eq!(c.flush_interval, FLUSH_INTERVAL.max);
+        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.max);
+        assert_eq!(c.stats_interval, STATS_INTERVAL.min);
+        let c = parse(&[
+            "-rotation-interval=1s",
+            "-stats-interval=24h",
+            "-poll-interval=1h",
+            "-flush-interval=1ms",
+        ])
+        .unwrap();
+        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.min);
+        assert_eq!(c.stats_interval, STATS_INTERVAL.max);
+        assert_eq!(c.poll_interval, POLL_INTERVAL.max);
+        assert_eq!(c.flush_interval, FLUSH_INTERVAL.min);
+        // Not a duration at all: the parser's own message.
+        let line = goflag::one_line(&parse(&["-poll-interval=fast"]).unwrap_err());
+        assert!(line.contains("invalid duration \"fast\""), "{line}");
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! 4. `exposure`, `flow_events`: observers of the poll, publishing immutable
 //!    summaries.
 //! 5. `poller`: the polling loop, over inetdiag's `DumpSource` seam.
-//! 6. `saver`, `cache`, `eventsocket` (the server).
-//! 7. `log`, `exclusion`, `compare`.
-//! 8. `address`, `clock`, `lock`, `series_cap`, `stats`; then the crates
+//! 6. `saver`, `output` (the directory's safety), `cache`, `eventsocket`
+//!    (the server).
+//! 7. `log`, `signals`, `exclusion`, `compare`.
+//! 8. `address`, `clock`, `lock`, `series_cap`, `small_file`, `stats`; then the crates
 //!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
 //!    `inetdiag` (kernel ABI).
 
@@ -30,8 +31,11 @@ pub mod exposure;
 pub mod flow_events;
 pub mod listener_events;
 pub mod metrics;
+pub mod output;
 pub mod policy;
 pub mod poller;
 pub mod saver;
 pub mod series_cap;
+pub mod signals;
+pub mod small_file;
 pub mod stats;

@@ -4,13 +4,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::thread;
 
 use anyhow::Context;
 use inetdiag::notices::NoticeSocket;
 use inetdiag::DiagSocket;
 use tcp_info::config::{CheckConfig, Config, Invocation};
-use tcp_info::eventsocket::{Publisher, Server as EventServer};
+use tcp_info::eventsocket::{
+    Publisher, Server as EventServer, ServerOptions as EventServerOptions,
+};
 use tcp_info::exclusion::{Anonymizer, Exclusion};
 use tcp_info::exposure::peers::PeerFilter;
 use tcp_info::exposure::remote::{RemoteCell, RemoteTracker};
@@ -23,6 +24,7 @@ use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::poller::{NoticeConfig, PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
+use tcp_info::signals;
 use tcp_info::stats::Stats;
 
 fn main() -> ExitCode {
@@ -35,7 +37,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcp-info: {e:#}");
-            ExitCode::FAILURE
+            // A file the command line names that cannot be used is the
+            // operator's mistake, like a bad flag (exit 2, as Go's flag).
+            let usage = e
+                .downcast_ref::<naming::PrefixError>()
+                .is_some_and(naming::PrefixError::is_usage);
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -53,21 +64,9 @@ fn check(c: CheckConfig) -> ExitCode {
     }
 }
 
-/// Loads `-listen-policy` and re-reads it on every SIGHUP.
+/// Loads `-listen-policy` (re-read on SIGHUP and `POST /-/reload`).
 fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
     let policy = ActivePolicy::load(path).context("listen policy")?;
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .context("installing the SIGHUP handler")?;
-    let reloaded = Arc::clone(&policy);
-    thread::Builder::new()
-        .name("policy-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                // The outcome is logged and counted by reload().
-                let _ = reloaded.reload();
-            }
-        })
-        .context("starting the policy reload thread")?;
     log!(
         "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
         path.display(),
@@ -77,17 +76,17 @@ fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let stop = stop_on_signals()?;
+    let signals = signals::install().context("installing signal handlers")?;
     raise_open_files_limit();
     let listen_policy = config
         .listen_policy
         .as_deref()
         .map(start_listen_policy)
         .transpose()?;
-    let uuid_prefix =
-        naming::uuid_prefix(config.uuid_prefix_file.as_deref()).context("UUID prefix")?;
-    std::fs::create_dir_all(&config.output)
-        .with_context(|| format!("creating output directory {}", config.output.display()))?;
+    let stop = act_on_signals(signals, listen_policy.as_ref())?;
+    // The error names the file (or the default) itself.
+    let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
+    tcp_info::output::prepare(&config.output)?;
     let stats = Arc::new(Stats::default());
     let exposure_summary = Arc::new(SummaryCell::default());
     let metrics = start_metrics(
@@ -130,13 +129,24 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// SIGTERM and SIGINT set the returned flag; the poller stops on it.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// A stop signal (SIGTERM, SIGINT, …) sets the returned flag, on which the
+/// poller stops; SIGHUP reloads the listen policy; the rest are ignored
+/// (see `tcp_info::signals`).
+fn act_on_signals(
+    signals: signals::Handling,
+    listen_policy: Option<&Arc<ActivePolicy>>,
+) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let reload = listen_policy.map(|policy| {
+        let policy = Arc::clone(policy);
+        // The outcome is logged and counted by reload().
+        Box::new(move || {
+            let _ = policy.reload();
+        }) as Box<dyn Fn() + Send>
+    });
+    signals
+        .spawn(Arc::clone(&stop), reload)
+        .context("starting the signal thread")?;
     Ok(stop)
 }
 
@@ -188,8 +198,13 @@ fn start_event_socket(
     let Some(path) = &config.eventsocket else {
         return Ok((None, Publisher::disabled()));
     };
-    let server =
-        EventServer::start(path).with_context(|| format!("event socket {}", path.display()))?;
+    let options = EventServerOptions {
+        mode: config.eventsocket_mode,
+        group: config.eventsocket_group,
+        ..EventServerOptions::default()
+    };
+    let server = EventServer::start_with(path, options)
+        .with_context(|| format!("event socket {}", path.display()))?;
     let events = server.publisher();
     metrics.watch_event_socket(events.clone());
     log!("serving connection events on {}", server.path().display());

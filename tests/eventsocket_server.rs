@@ -338,3 +338,68 @@ fn disabled_publisher_accepts_events_silently() {
     let ev = open_event(2);
     assert_eq!(ev.event, TcpEvent::Open);
 }
+
+/// Whether the server closed `stream` (end of file) rather than keeping it.
+fn closed_by_server(stream: &UnixStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    matches!((&*stream).read(&mut byte), Ok(0))
+}
+
+#[test]
+fn one_user_gets_at_most_its_cap_of_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("events.sock"),
+        ServerOptions {
+            max_clients_per_uid: 3,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let kept: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(server.path()).unwrap())
+        .collect();
+    harness::wait_until(DEADLINE, "three clients", || server.clients() == 3);
+    for _ in 0..2 {
+        let extra = UnixStream::connect(server.path()).unwrap();
+        assert!(closed_by_server(&extra), "a fourth client was kept");
+    }
+    assert_eq!(server.clients(), 3);
+    for stream in &kept {
+        assert!(!closed_by_server(stream));
+    }
+    // A slot freed is a slot again.
+    drop(kept);
+    harness::wait_until(DEADLINE, "the clients to go", || server.clients() == 0);
+    let again = UnixStream::connect(server.path()).unwrap();
+    harness::wait_until(DEADLINE, "a client", || server.clients() == 1);
+    assert!(!closed_by_server(&again));
+}
+
+#[test]
+fn the_socket_file_gets_the_mode_and_group_asked_for() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    // The agent's own group: changing to it needs no privilege.
+    let gid = nix::unistd::getegid().as_raw();
+    for mode in [0o660, 0o600, 0o666] {
+        let server = Server::start_with(
+            &dir.path().join("events.sock"),
+            ServerOptions {
+                mode: Some(mode),
+                group: Some(gid),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap();
+        let meta = std::fs::metadata(server.path()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, mode);
+        assert_eq!(meta.gid(), gid);
+        let _client = UnixStream::connect(server.path()).unwrap();
+        harness::wait_until(DEADLINE, "a client", || server.clients() == 1);
+        server.shutdown();
+    }
+}

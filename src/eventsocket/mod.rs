@@ -9,4 +9,7 @@
 mod requests;
 mod server;
 
-pub use server::{Publisher, Server, ServerOptions, DEFAULT_MAX_CLIENTS, DEFAULT_QUEUE_CAPACITY};
+pub use server::{
+    Publisher, Server, ServerOptions, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
+    DEFAULT_QUEUE_CAPACITY,
+};

@@ -35,7 +35,7 @@
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tcpinfo_archive::Timestamp;
 use tcpinfo_eventsocket::{
     FlowEvent, ListenerEvent, Subscribed, Subscription, SubscriptionRequest,
@@ -62,6 +63,10 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 8_192;
 
 /// Clients beyond this are refused: each costs a thread.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+
+/// Clients of one user (the peer's uid, from `SO_PEERCRED`) beyond this
+/// are refused, so one local user cannot take every slot from the others.
+pub const DEFAULT_MAX_CLIENTS_PER_UID: usize = 64;
 
 /// How often an idle writer checks whether its client hung up, so a client
 /// that disconnects while no events flow releases its descriptor promptly.
@@ -93,6 +98,15 @@ pub struct ServerOptions {
     pub queue_capacity: usize,
     /// Connections beyond this many clients are closed at once.
     pub max_clients: usize,
+    /// Connections beyond this many clients of the same user are closed
+    /// at once.
+    pub max_clients_per_uid: usize,
+    /// Permission bits of the socket file (who may connect: connecting
+    /// needs write permission); `None` leaves what bind(2) made, 0777 less
+    /// the umask.
+    pub mode: Option<u32>,
+    /// Group of the socket file; `None` leaves the agent's.
+    pub group: Option<u32>,
 }
 
 impl Default for ServerOptions {
@@ -100,6 +114,9 @@ impl Default for ServerOptions {
         ServerOptions {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
+            mode: None,
+            group: None,
         }
     }
 }
@@ -137,6 +154,8 @@ struct Hub {
 
 struct Subscriber {
     id: u64,
+    /// The connecting process's effective uid.
+    uid: u32,
     queue: Sender<Arc<[u8]>>,
     stream: Arc<UnixStream>,
     /// [`Subscription::bit`]s the client asked for; set by its writer.
@@ -168,6 +187,14 @@ impl Server {
         let listener =
             UnixListener::bind(path).map_err(|e| with_path(e, "cannot bind event socket", path))?;
         let file_id = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(gid) = options.group {
+            std::os::unix::fs::lchown(path, None, Some(gid))
+                .map_err(|e| with_path(e, &format!("cannot give group {gid} to"), path))?;
+        }
+        if let Some(mode) = options.mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|e| with_path(e, &format!("cannot set mode {mode:04o} on"), path))?;
+        }
         let listener = Arc::new(listener);
         let hub = Arc::new(Hub {
             clients: Mutex::new(Vec::new()),
@@ -176,7 +203,7 @@ impl Server {
             dropped: AtomicU64::new(0),
             options: ServerOptions {
                 queue_capacity: options.queue_capacity.max(1),
-                max_clients: options.max_clients,
+                ..options
             },
             log: RateLimit::with_budget(20, 10_000),
         });
@@ -433,6 +460,22 @@ fn accept_loop(
             ));
             continue;
         }
+        let uid = match getsockopt(&stream, PeerCredentials) {
+            Ok(credentials) => credentials.uid(),
+            Err(e) => {
+                hub.log.log(format_args!(
+                    "eventsocket: refusing client: no peer credentials: {e}"
+                ));
+                continue;
+            }
+        };
+        let per_uid = hub.options.max_clients_per_uid;
+        if at_cap(hub.lock_clients().iter().map(|c| c.uid), uid, per_uid) {
+            hub.log.log(format_args!(
+                "eventsocket: refusing client: uid {uid} already has {per_uid} clients"
+            ));
+            continue;
+        }
         next_id += 1;
         let id = next_id;
         // A short receive timeout turns the idle writer's hang-up check
@@ -450,6 +493,7 @@ fn accept_loop(
             let mut clients = hub.lock_clients();
             clients.push(Subscriber {
                 id,
+                uid,
                 queue,
                 stream: Arc::clone(&stream),
                 subscriptions: Arc::clone(&subscriptions),
@@ -485,6 +529,13 @@ fn accept_loop(
             }
         }
     }
+}
+
+/// Whether `uid` already has `cap` clients among `connected` (their uids).
+/// Only the accept thread adds clients, so the count cannot grow between
+/// this check and the addition.
+fn at_cap(connected: impl Iterator<Item = u32>, uid: u32, cap: usize) -> bool {
+    connected.filter(|&u| u == uid).count() >= cap
 }
 
 /// Joins writers that have ended, so their threads do not pile up.
@@ -655,4 +706,19 @@ fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_at_its_cap_is_refused_and_other_uids_are_not() {
+        let connected = [0, 1000, 0, 0, 1000];
+        assert!(at_cap(connected.into_iter(), 0, 3));
+        assert!(!at_cap(connected.into_iter(), 0, 4));
+        assert!(!at_cap(connected.into_iter(), 1000, 3));
+        assert!(!at_cap(connected.into_iter(), 65534, 1));
+        assert!(at_cap(std::iter::empty(), 0, 0));
+    }
 }

@@ -33,6 +33,7 @@ use serde::Deserialize;
 use super::rule::{Assertion, Bind, Policy, ProcessMatch, Rule, Selector};
 use crate::address::Scope;
 use crate::exposure::inventory::Proto;
+use crate::small_file::{self, SmallFileError};
 
 /// Why a policy file was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +65,19 @@ impl PolicyError {
     }
 }
 
-/// Reads and validates the policy at `path`.
+/// Largest policy file read: thousands of rules fit many times over.
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+/// Reads and validates the policy at `path`, which must be a regular file
+/// of at most [`MAX_POLICY_BYTES`]: a FIFO or a device is refused at once
+/// instead of blocking a reload or filling memory.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
+    let text = small_file::read_text(path, MAX_POLICY_BYTES).map_err(|e| PolicyError::Read {
         path: path.display().to_string(),
-        error,
+        error: match e {
+            SmallFileError::Io(error) => error,
+            other => io::Error::new(other.kind(), other.to_string()),
+        },
     })?;
     parse(path, &text)
 }
@@ -574,6 +583,35 @@ mod tests {
             let e = toml(text).unwrap_err();
             assert!(e.starts_with(want), "{text:?}: got {e:?}, want {want:?}…");
             assert!(!e.contains('\n'), "{e:?} is not one line");
+        }
+    }
+
+    #[test]
+    fn fifos_devices_directories_and_oversize_files_are_refused_at_once_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let big = dir.path().join("big.toml");
+        let rule = "[[forbid]]\nport = 23\n";
+        std::fs::write(
+            &big,
+            rule.repeat(MAX_POLICY_BYTES as usize / rule.len() + 1),
+        )
+        .unwrap();
+        for (path, problem) in [
+            (fifo.as_path(), "is a FIFO, not a regular file"),
+            (
+                Path::new("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
+            (dir.path(), "is a directory, not a regular file"),
+            (big.as_path(), "is larger than 1048576 bytes"),
+        ] {
+            let started = std::time::Instant::now();
+            let e = load(path).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert!(matches!(e, PolicyError::Read { .. }));
+            assert_eq!(e.to_string(), format!("{}: {problem}", path.display()));
         }
     }
 

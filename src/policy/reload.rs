@@ -75,6 +75,7 @@ async fn reload(policy: Option<Arc<ActivePolicy>>, remote: Option<SocketAddr>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn ask(policy: Option<Arc<ActivePolicy>>, client: Option<&str>) -> Answer {
         let remote = client.map(|c| c.parse().unwrap());
@@ -131,5 +132,51 @@ mod tests {
             )),
             "{body}"
         );
+    }
+
+    #[test]
+    fn a_fifo_device_or_oversize_file_is_rejected_at_once_and_the_policy_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[[forbid]]\nport = 23\n").unwrap();
+        let policy = ActivePolicy::load(&path).unwrap();
+        let loopback = Some("127.0.0.1:40000");
+        let replace = |with: fn(&Path)| {
+            let _ = std::fs::remove_file(&path);
+            with(&path);
+        };
+        // What takes the policy file's place, and why it is refused.
+        type Plant = fn(&Path);
+        let cases: [(Plant, &str); 3] = [
+            (
+                |p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                "is a FIFO, not a regular file",
+            ),
+            (
+                |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+                "is a character device, not a regular file",
+            ),
+            (
+                |p| std::fs::write(p, vec![b'#'; 2 << 20]).unwrap(),
+                "is larger than 1048576 bytes",
+            ),
+        ];
+        for (make, problem) in cases {
+            replace(make);
+            let started = std::time::Instant::now();
+            let (status, body) = ask(Some(Arc::clone(&policy)), loopback);
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                body,
+                format!(
+                    "reload rejected, previous policy kept: {}: {problem}\n",
+                    path.display()
+                )
+            );
+            assert_eq!(policy.rules(), 1);
+            assert!(!policy.last_reload_ok());
+        }
+        assert_eq!(policy.reloads(), (0, 3));
     }
 }

@@ -24,6 +24,15 @@ use crate::stats::{add, Stats};
 /// How often the host's own addresses are re-read for anonymization.
 const LOCAL_ADDRESS_REFRESH: Duration = Duration::from_secs(10);
 
+/// `at + d`, or a time that never comes when that is past what an
+/// `Instant` holds (the flags bound the intervals; `PollerConfig` is public).
+fn later(at: Instant, d: Duration) -> Instant {
+    const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(NEVER))
+        .unwrap_or(at)
+}
+
 static DUMP_ERRORS: RateLimit = RateLimit::new(10_000);
 static INTERRUPTED_DUMPS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
@@ -212,7 +221,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
         let mut next = Instant::now();
         let mut last_start: Option<Instant> = None;
         let mut cycles = 0u64;
-        let mut next_summary = Instant::now() + self.config.stats_interval;
+        let mut next_summary = later(Instant::now(), self.config.stats_interval);
         let mut summary_window = self.poll.stats.snapshot_polls();
         let mut next_refresh = Instant::now() + LOCAL_ADDRESS_REFRESH;
 
@@ -231,7 +240,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 break;
             }
             let start = Instant::now();
-            next += interval;
+            next = later(next, interval);
             if next < start {
                 // Fell behind (a dump took longer than the interval): poll
                 // again at once, without trying to catch up missed ticks.
@@ -253,7 +262,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             if start >= next_summary {
                 log!("{}", self.poll.stats.summary(summary_window));
                 summary_window = self.poll.stats.snapshot_polls();
-                next_summary = start + self.config.stats_interval;
+                next_summary = later(start, self.config.stats_interval);
             }
         }
         Ok(cycles)

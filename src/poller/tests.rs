@@ -676,3 +676,14 @@ fn the_timewait_afterlife_of_a_destroyed_socket_opens_nothing() {
         "opened once, its notice last, never opened again"
     );
 }
+
+#[test]
+fn an_interval_past_what_an_instant_holds_is_a_time_that_never_comes_not_a_panic() {
+    let now = Instant::now();
+    assert_eq!(
+        super::later(now, Duration::from_secs(1)),
+        now + Duration::from_secs(1)
+    );
+    let never = super::later(now, Duration::MAX);
+    assert!(never > now + Duration::from_secs(365 * 24 * 3600));
+}
