@@ -119,6 +119,13 @@ pub struct Config {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub destroy_notices: bool,
 
+    /// Receive buffer for destroy notices, in bytes (about 1 KiB per
+    /// notice): a burst of closes between two polls larger than this loses
+    /// notices, and those connections close on absence instead.
+    #[arg(long = "destroy-notices.buffer", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u32).range(4096..=1 << 30), value_name = "BYTES")]
+    pub destroy_notices_buffer: u32,
+
     /// With destroy notices: how long a connection may be missing from
     /// dumps before it is closed without its notice (a dump can miss a
     /// live socket; the kernel can drop notices).

@@ -297,10 +297,6 @@ fn start_poller(
     Ok(poller)
 }
 
-/// Receive buffer for destroy notices: a burst of closes must not
-/// overflow it between two polls (a notice takes about 1 KiB of it).
-const NOTICE_BUFFER: usize = 32 << 20;
-
 /// The kernel's destroy notices, unless turned off or unavailable (a
 /// kernel before 4.2): then connections close when they vanish from dumps.
 fn subscribe_to_destroy_notices(config: &Config) -> Option<NoticeSocket> {
@@ -308,12 +304,13 @@ fn subscribe_to_destroy_notices(config: &Config) -> Option<NoticeSocket> {
         log!("destroy notices off (-destroy-notices=false): connections close when they vanish from a dump");
         return None;
     }
-    match NoticeSocket::subscribe(NOTICE_BUFFER) {
+    let buffer = config.destroy_notices_buffer as usize;
+    match NoticeSocket::subscribe(buffer) {
         Ok(notices) => {
             // Past net.core.rmem_max only with CAP_NET_ADMIN; without it
             // the buffer stays at what subscribe got.
             use nix::sys::socket::{setsockopt, sockopt::RcvBufForce};
-            let _ = setsockopt(&notices, RcvBufForce, &NOTICE_BUFFER);
+            let _ = setsockopt(&notices, RcvBufForce, &buffer);
             log!(
                 "destroy notices on: connections close with their final tcp_info (absent from dumps for {:?}: closed anyway)",
                 config.close_absent_after

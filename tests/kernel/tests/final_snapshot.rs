@@ -147,3 +147,88 @@ fn short_connections_are_archived_once_each_with_their_final_snapshot() {
         "{archived_clients} of {SHORT} short connections archived"
     );
 }
+
+/// Opens `n` loopback connections in `ns`, waits until the agent archived
+/// them all, then closes them all at once; returns the server cookies.
+fn open_archived_then_close_all(ns: &Netns, out: &std::path::Path, n: usize) -> Vec<u64> {
+    let (listener, conns) = ns.enter(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let conns: Vec<Connection> = (0..n).map(|_| Connection::open(&listener)).collect();
+        (listener, conns)
+    });
+    let cookies: Vec<u64> = conns
+        .iter()
+        .map(|c| harness::traffic::socket_cookie(&c.server))
+        .collect();
+    wait_until(Duration::from_secs(20), "the connections' files", || {
+        cookies
+            .iter()
+            .all(|&c| !live_segments_of(out, c).is_empty())
+    });
+    drop(conns);
+    drop(listener);
+    cookies
+}
+
+#[test]
+fn a_notice_flood_loses_no_close_and_every_file_completes() {
+    let ns = Netns::new();
+    let tmp = output_dir();
+    let out = tmp.path().join("out");
+    let mut flags = FAST.to_vec();
+    // A receive buffer of a few notices: a burst of 400 closes overflows it.
+    flags.extend(["-exclude-local=false", "-destroy-notices.buffer=4096"]);
+    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    const N: usize = 200;
+    let cookies = open_archived_then_close_all(&ns, &out, N);
+    // Closed by notice or, for those whose notice was lost, by absence.
+    wait_until(Duration::from_secs(20), "every connection closed", || {
+        agent
+            .stats_lines()
+            .last()
+            .is_some_and(|s| s.get("closed") >= 2 * N as u64)
+    });
+    let log = agent.log_text();
+    assert!(
+        log.contains("the kernel dropped destroy notices"),
+        "the flood overflowed the buffer: {log}"
+    );
+    let stats = agent.terminate();
+    assert_eq!(stats.get("queued"), stats.get("written"));
+    let segments = read_all(&out);
+    for cookie in cookies {
+        let seg = segments.iter().find(|s| s.cookie() == cookie).unwrap();
+        seg.assert_metadata_first();
+    }
+    assert!(segments.iter().all(|s| s.sequence == 0));
+}
+
+#[test]
+fn without_destroy_notices_connections_close_on_their_absence_as_before() {
+    let ns = Netns::new();
+    let tmp = output_dir();
+    let out = tmp.path().join("out");
+    let mut flags = FAST.to_vec();
+    flags.extend(["-exclude-local=false", "-destroy-notices=false"]);
+    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let cookies = open_archived_then_close_all(&ns, &out, 3);
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        agent
+            .stats_lines()
+            .last()
+            .is_some_and(|s| s.get("closed") >= 6)
+    });
+    assert!(agent.log_text().contains("destroy notices off"));
+    agent.terminate();
+    let segments = read_all(&out);
+    for cookie in cookies {
+        let seg = segments.iter().find(|s| s.cookie() == cookie).unwrap();
+        let last = seg.snapshots().last().unwrap();
+        assert_ne!(
+            info_state(last),
+            state::CLOSE,
+            "{}: no destroy notice, no TCP_CLOSE line",
+            seg.uuid
+        );
+    }
+}
