@@ -242,6 +242,7 @@ fn start_writers(
         uuid_prefix: uuid_prefix.to_owned(),
         flush_interval: config.flush_interval,
         rotation_interval: config.rotation_interval,
+        max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
     });
     let (shards, writers) = saver::spawn(saver, Arc::clone(stats), usize::from(config.writers))
         .context("starting the writer threads")?;

@@ -1,12 +1,21 @@
 //! The saver: writer shards that own the archive files. The poller hands
 //! each shard one [`Batch`] per cycle through its [`ShardQueue`]; a shard
 //! ([`shard::ShardWriter`]) turns snapshots into JSON lines, compresses them
-//! into zstd frames and appends them to the connections' segment files.
+//! into zstd frames and appends them to the connections' segment files,
+//! which it creates in the output tree without following links or
+//! touching existing files ([`tree`]) and only ever grows by complete
+//! frames ([`segment_file`]). The shards share one memory budget for lines
+//! not yet written ([`budget`]) and keep the process's last descriptors
+//! free for /metrics and the event socket ([`descriptors`]).
 
 pub mod batch;
+pub mod budget;
+pub mod descriptors;
 pub mod naming;
 mod queue;
+pub mod segment_file;
 pub mod shard;
+pub mod tree;
 
 use std::io;
 use std::sync::Arc;
@@ -16,7 +25,7 @@ use crossbeam_channel::{bounded, unbounded};
 
 pub use batch::{Batch, Item, ItemKind};
 pub use queue::{QueueDepths, ShardGone, ShardQueue};
-pub use shard::SaverConfig;
+pub use shard::{Limits, SaverConfig};
 
 use crate::stats::Stats;
 
@@ -37,17 +46,24 @@ pub fn spawn(
     shards: usize,
 ) -> io::Result<(Vec<ShardQueue>, Saver)> {
     let depths = QueueDepths::new(shards, SHARD_QUEUE);
+    let limits = Limits::new(&config, shards);
     let mut queues = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards);
     for i in 0..shards {
         let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
         let (recycle_tx, recycle_rx) = unbounded();
-        let (config, stats, shard_depths) =
-            (Arc::clone(&config), Arc::clone(&stats), Arc::clone(&depths));
+        let (config, stats, limits, shard_depths) = (
+            Arc::clone(&config),
+            Arc::clone(&stats),
+            Arc::clone(&limits),
+            Arc::clone(&depths),
+        );
         threads.push(
             thread::Builder::new()
                 .name(format!("writer-{i}"))
-                .spawn(move || shard::run(i, config, stats, batch_rx, recycle_tx, shard_depths))?,
+                .spawn(move || {
+                    shard::run(i, config, stats, limits, batch_rx, recycle_tx, shard_depths)
+                })?,
         );
         queues.push(ShardQueue::new(
             i,

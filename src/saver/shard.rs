@@ -3,21 +3,33 @@
 //! compresses each buffer into one complete zstd frame appended to the file
 //! at least every flush interval, at rotation and at close. One compressor
 //! context per shard, not per connection.
+//!
+//! Under faults: a file is created once (never one that exists, see
+//! [`super::tree`]) and only ever grows by complete frames (see
+//! [`super::segment_file`]); what cannot be written yet waits for retries,
+//! spaced out at the flush interval doubling up to [`MAX_BACKOFF_INTERVALS`]
+//! intervals, within one memory budget for all shards (oldest lines dropped
+//! first past it); every snapshot handed to a shard ends up counted as
+//! either `written` (it is in a file) or `dropped`.
 
-use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use inetdiag::{DiagRecord, INET_DIAG_MSG_LEN};
-use tcpinfo_archive::naming::{segment_path, uuid};
+use tcpinfo_archive::naming::uuid;
 use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
+use super::budget::PendingBudget;
+use super::descriptors::Descriptors;
+use super::segment_file::SegmentFile;
+use super::tree::{CreateError, OutputTree};
 use super::QueueDepths;
 use crate::exclusion::{netblock_in_place, AnonymizeMask};
 use crate::log::RateLimit;
@@ -27,14 +39,18 @@ use crate::stats::{add, Stats};
 const COMPRESSION_LEVEL: i32 = 3;
 /// A buffer this large is flushed without waiting for the interval.
 const EAGER_FLUSH_BYTES: usize = 256 * 1024;
-/// A connection whose file cannot be opened or written keeps its lines
-/// for retries, up to this much; beyond it they are dropped and counted.
-const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+/// A failed creation or write is retried after one flush interval, then
+/// two, four, …, at most this many intervals apart (16 s by default): a
+/// full disk costs a few system calls per connection per minute, not one
+/// per poll.
+pub const MAX_BACKOFF_INTERVALS: u32 = 16;
 
 static OPEN_ERRORS: RateLimit = RateLimit::new(10_000);
 static WRITE_ERRORS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
 static DROPS: RateLimit = RateLimit::new(10_000);
+static SHEDDING: RateLimit = RateLimit::new(10_000);
+static NEXT_SEQUENCE: RateLimit = RateLimit::new(10_000);
 
 /// What every shard needs to know.
 #[derive(Debug, Clone)]
@@ -43,6 +59,54 @@ pub struct SaverConfig {
     pub uuid_prefix: String,
     pub flush_interval: Duration,
     pub rotation_interval: Duration,
+    /// Most bytes of JSON lines all shards together hold before they are
+    /// in files (`-max-pending-bytes`).
+    pub max_pending_bytes: usize,
+}
+
+/// What the shards share: the budget for lines not yet written, and the
+/// descriptors archive files may take.
+#[derive(Debug)]
+pub struct Limits {
+    pub pending: PendingBudget,
+    pub descriptors: Arc<Descriptors>,
+}
+
+impl Limits {
+    /// For `shards` shards of `config`, with the process's descriptors
+    /// open now as the baseline.
+    pub fn new(config: &SaverConfig, shards: usize) -> Arc<Self> {
+        Arc::new(Self {
+            pending: PendingBudget::new(config.max_pending_bytes, shards),
+            descriptors: Descriptors::new(),
+        })
+    }
+}
+
+/// When a failed creation or write is tried again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Retry {
+    at: Option<Instant>,
+    failures: u32,
+}
+
+impl Retry {
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_none_or(|at| now >= at)
+    }
+
+    /// Another failure: the wait doubles, up to [`MAX_BACKOFF_INTERVALS`].
+    fn failed(&mut self, now: Instant, interval: Duration) {
+        let factor = 1u32 << self.failures.min(MAX_BACKOFF_INTERVALS.ilog2());
+        self.failures = self.failures.saturating_add(1);
+        self.at = Some(now + interval.saturating_mul(factor));
+    }
+
+    /// Waiting for a descriptor: nothing was tried, so the wait does not
+    /// grow (descriptors come back as other files close).
+    fn wait(&mut self, now: Instant, interval: Duration) {
+        self.at = Some(now + interval);
+    }
 }
 
 /// A connection's current segment: its file and the lines not yet in it.
@@ -54,32 +118,60 @@ struct ConnectionFile {
     rotate_at_ms: i64,
     date: (i32, u32, u32),
     anonymize: AnonymizeMask,
-    file: Option<File>,
-    /// Bytes of complete frames in the file: a failed write is cut back to it.
-    file_len: u64,
-    /// JSON lines not yet compressed (the metadata line first, for a new segment).
+    /// Created at the segment's first flush, so that it never exists
+    /// without its metadata line.
+    file: Option<SegmentFile>,
+    /// JSON lines not yet in the file.
     pending: Vec<u8>,
+    /// `pending[..header_len]` is the segment's metadata line, until the
+    /// segment's first frame is committed.
+    header_len: usize,
     pending_snapshots: u64,
+    /// Dump time of the oldest snapshot in `pending`: the budget drops
+    /// the oldest lines first.
+    oldest_pending_ms: i64,
     /// Already waiting in the flush queue.
     queued: bool,
+    retry: Retry,
+    /// A closed connection still waiting for its last lines to be written
+    /// gives up at this time (one rotation interval after its close).
+    give_up_at: Option<Instant>,
+}
+
+/// A connection whose pending lines the budget may drop.
+#[derive(Debug, Clone, Copy)]
+enum Victim {
+    Live(u64),
+    Closed(usize),
 }
 
 pub struct ShardWriter {
     config: Arc<SaverConfig>,
     stats: Arc<Stats>,
+    limits: Arc<Limits>,
+    tree: OutputTree,
     connections: AHashMap<u64, ConnectionFile>,
-    /// Closed connections whose last lines could not be written yet (no
-    /// descriptor for the file, or a failed write): retried every tick.
-    /// Each keeps its file open until its lines are in: a file is closed
-    /// once and never opened again.
+    /// Closed connections whose last lines could not be written yet: each
+    /// keeps its file open (a file is closed once and never opened again)
+    /// and is retried with back-off, until its lines are in, the budget
+    /// drops them, or it gives up (a rotation interval after its close).
+    /// Their files count among the archive's descriptors, so they never
+    /// take the reserve.
     orphans: Vec<ConnectionFile>,
-    flush_queue: VecDeque<(Instant, u64)>,
+    /// `(when, cookie)` of every connection with lines to write, earliest
+    /// first.
+    flush_queue: BinaryHeap<Reverse<(Instant, u64)>>,
     compressor: zstd::bulk::Compressor<'static>,
     frame: Vec<u8>,
     /// The last timestamp formatted, reused for every record of a dump.
     timestamp_ms: i64,
     timestamp_text: Vec<u8>,
-    last_dir: Option<PathBuf>,
+    /// Bytes in this shard's pending buffers, metadata lines included.
+    pending_bytes: usize,
+    /// What the budget last heard of `pending_bytes`.
+    published: usize,
+    /// Scratch list for the budget: `(oldest pending line, connection)`.
+    victims: Vec<(i64, Victim)>,
 }
 
 /// Runs shard `shard` until `batches` is closed, then finishes every file.
@@ -87,18 +179,19 @@ pub fn run(
     shard: usize,
     config: Arc<SaverConfig>,
     stats: Arc<Stats>,
+    limits: Arc<Limits>,
     batches: Receiver<Batch>,
     recycle: Sender<Batch>,
     depths: Arc<QueueDepths>,
 ) -> io::Result<()> {
-    let mut writer = ShardWriter::new(config, stats)?;
+    let mut writer = ShardWriter::new(config, stats, limits)?;
     let tick = (writer.config.flush_interval / 4)
         .clamp(Duration::from_millis(5), Duration::from_millis(250));
     loop {
         match batches.recv_timeout(tick) {
             Ok(mut batch) => {
                 depths.taken(shard);
-                writer.apply(&batch);
+                writer.apply(&batch, Instant::now());
                 batch.clear();
                 // The poller may have gone: then the buffer is simply freed.
                 let _ = recycle.try_send(batch);
@@ -113,130 +206,188 @@ pub fn run(
 }
 
 impl ShardWriter {
-    pub fn new(config: Arc<SaverConfig>, stats: Arc<Stats>) -> io::Result<Self> {
+    pub fn new(
+        config: Arc<SaverConfig>,
+        stats: Arc<Stats>,
+        limits: Arc<Limits>,
+    ) -> io::Result<Self> {
         Ok(Self {
+            tree: OutputTree::new(config.output.clone(), Arc::clone(&limits.descriptors)),
             config,
             stats,
+            limits,
             connections: AHashMap::new(),
             orphans: Vec::new(),
-            flush_queue: VecDeque::new(),
+            flush_queue: BinaryHeap::new(),
             compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?,
             frame: Vec::new(),
             timestamp_ms: i64::MIN,
             timestamp_text: Vec::new(),
-            last_dir: None,
+            pending_bytes: 0,
+            published: 0,
+            victims: Vec::new(),
         })
     }
 
-    pub fn apply(&mut self, batch: &Batch) {
+    /// Takes in a batch at `now` (the time retries are judged by).
+    pub fn apply(&mut self, batch: &Batch, now: Instant) {
         for item in &batch.items {
             match item.kind {
                 ItemKind::Open {
                     start_ms,
                     anonymize,
-                } => self.open(item.cookie, start_ms, anonymize),
-                ItemKind::Snapshot => self.snapshot(item, batch.payload(item)),
-                ItemKind::Close => self.close(item.cookie),
+                } => self.open(item.cookie, start_ms, anonymize, now),
+                ItemKind::Snapshot => self.snapshot(item, batch.payload(item), now),
+                ItemKind::Close => self.close(item.cookie, now),
             }
         }
+        self.enforce_budget();
     }
 
-    fn open(&mut self, cookie: u64, start_ms: i64, anonymize: AnonymizeMask) {
+    fn open(&mut self, cookie: u64, start_ms: i64, anonymize: AnonymizeMask, now: Instant) {
         let start = Timestamp::from_unix_millis(start_ms);
         let mut conn = ConnectionFile {
             uuid: uuid(&self.config.uuid_prefix, cookie),
             start_ms,
             sequence: 0,
-            rotate_at_ms: start_ms.saturating_add(self.config.rotation_interval.as_millis() as i64),
+            rotate_at_ms: start_ms.saturating_add(self.rotation_ms()),
             date: start.utc_date(),
             anonymize,
             file: None,
-            file_len: 0,
             pending: Vec::new(),
+            header_len: 0,
             pending_snapshots: 0,
+            oldest_pending_ms: start_ms,
             queued: false,
+            retry: Retry::default(),
+            give_up_at: None,
         };
         self.begin_segment(&mut conn);
-        self.connections.insert(cookie, conn);
+        if let Some(previous) = self.connections.insert(cookie, conn) {
+            // The poller opens a cookie once; should it ever repeat, the
+            // first connection's file is finished, not lost.
+            self.finish_connection(previous, now);
+        }
     }
 
-    /// Queues the segment's metadata line. The file itself is created at
-    /// the first flush, so that it never exists without a complete frame
-    /// (a 0-byte file left by a crash is rejected by the ETL).
+    fn rotation_ms(&self) -> i64 {
+        i64::try_from(self.config.rotation_interval.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Puts the segment's metadata line first in the (empty) pending
+    /// buffer. The file itself is created at the first flush, so that it
+    /// never exists without a complete frame holding that line.
     fn begin_segment(&mut self, conn: &mut ConnectionFile) {
-        archive::write_metadata_line(
-            &mut conn.pending,
-            &Metadata {
-                uuid: conn.uuid.clone(),
-                sequence: u64::from(conn.sequence),
-                start_time: Timestamp::from_unix_millis(conn.start_ms),
-            },
-        );
+        debug_assert!(conn.pending.is_empty());
+        let metadata = metadata(conn);
+        archive::write_metadata_line(&mut conn.pending, &metadata);
+        conn.header_len = conn.pending.len();
+        self.pending_bytes += conn.header_len;
     }
 
-    fn open_file(&mut self, conn: &mut ConnectionFile) {
-        let path = segment_path(&self.config.output, conn.date, &conn.uuid, conn.sequence);
-        match self.create(&path) {
+    /// The segment's number changed before its file was created (the name
+    /// was taken): its metadata line says the new number.
+    fn rewrite_header(&mut self, conn: &mut ConnectionFile) {
+        let mut line = Vec::new();
+        archive::write_metadata_line(&mut line, &metadata(conn));
+        self.pending_bytes = self.pending_bytes - conn.header_len + line.len();
+        conn.pending.splice(..conn.header_len, line.iter().copied());
+        conn.header_len = line.len();
+    }
+
+    /// Creates the segment's file; false (and a retry scheduled) if it
+    /// cannot be created now.
+    fn create_file(&mut self, conn: &mut ConnectionFile, now: Instant) -> bool {
+        let asked = conn.sequence;
+        let created = self
+            .tree
+            .create_segment(conn.date, &conn.uuid, &mut conn.sequence);
+        if conn.sequence != asked {
+            log_limited!(
+                NEXT_SEQUENCE,
+                "{}: segment .{asked:05} already exists (a previous run, or planted); continuing at .{:05}",
+                conn.uuid,
+                conn.sequence
+            );
+            self.rewrite_header(conn);
+        }
+        match created {
             Ok(file) => {
                 conn.file = Some(file);
-                conn.file_len = 0;
                 add(&self.stats.files_opened, 1);
+                true
             }
             Err(e) => {
                 add(&self.stats.open_errors, 1);
-                log_limited!(
-                    OPEN_ERRORS,
-                    "cannot create {}: {e}; will retry",
-                    path.display()
-                );
+                log_limited!(OPEN_ERRORS, "cannot create {}: {e}; will retry", conn.uuid);
+                match e {
+                    CreateError::Reserve(_) => conn.retry.wait(now, self.config.flush_interval),
+                    CreateError::Io { .. } => conn.retry.failed(now, self.config.flush_interval),
+                }
+                false
             }
         }
     }
 
-    fn create(&mut self, path: &Path) -> io::Result<File> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        if self.last_dir.as_deref() != Some(dir) {
-            fs::create_dir_all(dir)?;
-            self.last_dir = Some(dir.to_path_buf());
-        }
-        OpenOptions::new().create(true).append(true).open(path)
-    }
-
-    fn snapshot(&mut self, item: &Item, payload: &[u8]) {
+    fn snapshot(&mut self, item: &Item, payload: &[u8], now: Instant) {
         let Some(mut conn) = self.connections.remove(&item.cookie) else {
+            // No connection to write it to (the poller opens every cookie
+            // before its snapshots): counted, so that queued = written +
+            // dropped holds.
+            add(&self.stats.dropped, 1);
             return;
         };
         if item.timestamp_ms >= conn.rotate_at_ms {
-            self.flush(&mut conn);
+            if conn.pending_snapshots > 0 && conn.retry.due(now) {
+                self.flush(&mut conn, now);
+            }
             // The segment ends only once everything it holds is in its
             // file; until then it stays open (and this line joins it), so
             // a failed flush never leaves lines behind for a closed file.
-            if conn.pending.is_empty() {
-                self.finish_file(&mut conn);
-                conn.sequence += 1;
-                conn.date = Timestamp::from_unix_millis(item.timestamp_ms).utc_date();
-                conn.rotate_at_ms = item
-                    .timestamp_ms
-                    .saturating_add(self.config.rotation_interval.as_millis() as i64);
-                self.begin_segment(&mut conn);
+            if conn.pending_snapshots == 0 {
+                self.rotate(&mut conn, item.timestamp_ms);
             }
         }
+        let before = conn.pending.len();
         if self.format_line(
             &mut conn.pending,
             item.timestamp_ms,
             payload,
             conn.anonymize,
         ) {
+            if conn.pending_snapshots == 0 {
+                conn.oldest_pending_ms = item.timestamp_ms;
+            }
             conn.pending_snapshots += 1;
+        } else {
+            add(&self.stats.dropped, 1);
         }
-        if conn.pending.len() >= EAGER_FLUSH_BYTES {
-            self.flush(&mut conn);
-        } else if !conn.queued {
+        self.pending_bytes += conn.pending.len() - before;
+        if conn.pending.len() >= EAGER_FLUSH_BYTES && conn.retry.due(now) {
+            self.flush(&mut conn, now);
+        }
+        if conn.pending_snapshots > 0 && !conn.queued {
             conn.queued = true;
-            self.flush_queue
-                .push_back((Instant::now() + self.config.flush_interval, item.cookie));
+            let at = conn
+                .retry
+                .at
+                .unwrap_or(now)
+                .max(now + self.config.flush_interval);
+            self.flush_queue.push(Reverse((at, item.cookie)));
         }
         self.connections.insert(item.cookie, conn);
+    }
+
+    /// Ends the segment (everything it holds is written) and begins the
+    /// next one at `at_ms`.
+    fn rotate(&mut self, conn: &mut ConnectionFile, at_ms: i64) {
+        self.finish_file(conn);
+        // What is left is the metadata line of a segment never written.
+        self.discard_pending(conn);
+        conn.sequence += 1;
+        conn.date = Timestamp::from_unix_millis(at_ms).utc_date();
+        conn.rotate_at_ms = at_ms.saturating_add(self.rotation_ms());
+        self.begin_segment(conn);
     }
 
     /// Appends one snapshot line; false (and counted) if the payload is not
@@ -278,137 +429,281 @@ impl ShardWriter {
         true
     }
 
-    fn close(&mut self, cookie: u64) {
+    fn close(&mut self, cookie: u64, now: Instant) {
         if let Some(conn) = self.connections.remove(&cookie) {
-            self.finish_connection(conn);
+            self.finish_connection(conn, now);
         }
     }
 
-    /// Writes what is pending and closes the file; a connection whose lines
-    /// cannot be written now waits among the orphans, its file (if it has
-    /// one) still open.
-    fn finish_connection(&mut self, mut conn: ConnectionFile) {
-        self.flush(&mut conn);
-        if conn.pending.is_empty() {
-            self.finish_file(&mut conn);
+    /// Writes what is pending and closes the file; a connection whose
+    /// lines cannot be written now waits among the orphans.
+    fn finish_connection(&mut self, mut conn: ConnectionFile, now: Instant) {
+        if conn.pending_snapshots > 0 && conn.retry.due(now) {
+            self.flush(&mut conn, now);
+        }
+        if conn.pending_snapshots == 0 {
+            self.retire(conn);
         } else {
+            conn.give_up_at = Some(now + self.config.rotation_interval);
             self.orphans.push(conn);
         }
     }
 
-    /// Retries the orphans; with `last_chance`, drops (and counts) those
-    /// that still fail.
-    fn retry_orphans(&mut self, last_chance: bool) {
+    /// Retries the orphans that are due; gives up those that waited a
+    /// rotation interval.
+    fn retry_orphans(&mut self, now: Instant) {
         let orphans = std::mem::take(&mut self.orphans);
         for mut conn in orphans {
-            self.flush(&mut conn);
-            if !conn.pending.is_empty() && !last_chance {
+            if conn.retry.due(now) {
+                self.flush(&mut conn, now);
+            }
+            if conn.pending_snapshots == 0 {
+                self.retire(conn);
+            } else if conn.give_up_at.is_some_and(|at| now >= at) {
+                self.give_up(
+                    conn,
+                    "its file stayed unwritable for a rotation interval after its close",
+                );
+            } else {
                 self.orphans.push(conn);
-                continue;
             }
-            if !conn.pending.is_empty() {
-                self.drop_pending(&mut conn, "its file could not be written before shutdown");
-            }
-            self.finish_file(&mut conn);
         }
     }
 
     /// Flushes connections whose oldest pending line is older than the
-    /// flush interval.
+    /// flush interval, and retries those whose retry is due.
     pub fn flush_due(&mut self, now: Instant) {
         if !self.orphans.is_empty() {
-            self.retry_orphans(false);
+            self.retry_orphans(now);
         }
-        while let Some(&(deadline, cookie)) = self.flush_queue.front() {
-            if deadline > now {
+        while let Some(&Reverse((at, cookie))) = self.flush_queue.peek() {
+            if at > now {
                 break;
             }
-            self.flush_queue.pop_front();
-            if let Some(mut conn) = self.connections.remove(&cookie) {
-                conn.queued = false;
-                self.flush(&mut conn);
-                if !conn.pending.is_empty() {
-                    // The file could not be written: try again next interval.
-                    conn.queued = true;
-                    self.flush_queue
-                        .push_back((now + self.config.flush_interval, cookie));
-                }
-                self.connections.insert(cookie, conn);
+            self.flush_queue.pop();
+            let Some(mut conn) = self.connections.remove(&cookie) else {
+                continue;
+            };
+            if conn.pending_snapshots > 0 && conn.retry.due(now) {
+                self.flush(&mut conn, now);
             }
+            if conn.pending_snapshots > 0 {
+                let at = conn.retry.at.unwrap_or(now + self.config.flush_interval);
+                self.flush_queue.push(Reverse((at, cookie)));
+            } else {
+                conn.queued = false;
+            }
+            self.connections.insert(cookie, conn);
         }
+        self.enforce_budget();
     }
 
-    /// Compresses the pending lines into one complete frame and appends it.
-    fn flush(&mut self, conn: &mut ConnectionFile) {
-        if conn.pending.is_empty() {
-            return;
+    /// Compresses the pending lines into one complete frame and appends
+    /// it; true when nothing is left pending. On failure a retry is
+    /// scheduled and the lines stay.
+    fn flush(&mut self, conn: &mut ConnectionFile, now: Instant) -> bool {
+        if conn.pending_snapshots == 0 {
+            return true;
         }
-        if conn.file.is_none() {
-            self.open_file(conn);
+        if conn.file.is_none() && !self.create_file(conn, now) {
+            return false;
         }
-        let Some(file) = conn.file.as_mut() else {
-            if conn.pending.len() > MAX_PENDING_BYTES {
-                self.drop_pending(conn, "file could not be created");
-            }
-            return;
-        };
+        let file = conn.file.as_mut().expect("created above");
         self.frame.clear();
         self.frame
             .reserve(zstd::zstd_safe::compress_bound(conn.pending.len()));
         let result = self
             .compressor
             .compress_to_buffer(&conn.pending, &mut self.frame)
-            .and_then(|_| file.write_all(&self.frame));
+            .and_then(|_| file.append_frame(&self.frame));
         match result {
             Ok(()) => {
-                conn.file_len += self.frame.len() as u64;
                 add(&self.stats.bytes_written, self.frame.len() as u64);
                 add(&self.stats.written, conn.pending_snapshots);
-                conn.pending_snapshots = 0;
+                self.pending_bytes -= conn.pending.len();
                 // Idle connections hold no buffer between flushes.
                 conn.pending = Vec::new();
+                conn.header_len = 0;
+                conn.pending_snapshots = 0;
+                conn.retry = Retry::default();
+                true
             }
             Err(e) => {
                 add(&self.stats.write_errors, 1);
                 log_limited!(WRITE_ERRORS, "cannot write {}: {e}; will retry", conn.uuid);
-                // Never leave half a frame behind: the ETL drops a file
-                // with an incomplete frame.
-                let _ = file.set_len(conn.file_len);
-                if conn.pending.len() > MAX_PENDING_BYTES {
-                    self.drop_pending(conn, "file could not be written");
+                conn.retry.failed(now, self.config.flush_interval);
+                false
+            }
+        }
+    }
+
+    /// Closes the segment's file. A file whose first frame was never
+    /// committed is removed: no file is left without its metadata line.
+    fn finish_file(&mut self, conn: &mut ConnectionFile) {
+        let Some(mut file) = conn.file.take() else {
+            return;
+        };
+        add(&self.stats.files_closed, 1);
+        if file.is_torn() {
+            if let Err(e) = file.cut_back() {
+                log!(
+                    "{}: cannot cut {} back to its last complete frame: {e}",
+                    conn.uuid,
+                    file.name
+                );
+            }
+        }
+        if file.committed() == 0 {
+            if let Err(e) = self.tree.remove(conn.date, &file) {
+                log!("{}: cannot remove the empty {}: {e}", conn.uuid, file.name);
+            }
+        }
+    }
+
+    /// A connection that is done: its file closed, its buffer freed.
+    fn retire(&mut self, mut conn: ConnectionFile) {
+        self.finish_file(&mut conn);
+        self.discard_pending(&mut conn);
+    }
+
+    /// Drops (and counts) the connection's lines, then retires it.
+    fn give_up(&mut self, mut conn: ConnectionFile, why: &str) {
+        let (snapshots, _) = self.drop_pending(&mut conn);
+        log_limited!(DROPS, "{}: dropped {snapshots} snapshots: {why}", conn.uuid);
+        self.retire(conn);
+    }
+
+    /// Forgets a buffer that holds no snapshot (a metadata line at most).
+    fn discard_pending(&mut self, conn: &mut ConnectionFile) {
+        debug_assert_eq!(conn.pending_snapshots, 0);
+        self.pending_bytes -= conn.pending.len();
+        conn.pending = Vec::new();
+        conn.header_len = 0;
+    }
+
+    /// Drops (and counts) the connection's snapshot lines, keeping the
+    /// metadata line of a segment not yet written; `(snapshots, bytes)`.
+    fn drop_pending(&mut self, conn: &mut ConnectionFile) -> (u64, usize) {
+        let dropped = shed(conn);
+        add(&self.stats.dropped, dropped.0);
+        self.pending_bytes -= dropped.1;
+        dropped
+    }
+
+    /// Tells the budget this shard's total; past the budget, drops the
+    /// oldest pending lines of this shard until the whole is back under
+    /// its low-water mark (or this shard holds no more than its share).
+    fn enforce_budget(&mut self) {
+        self.limits
+            .pending
+            .publish(self.published, self.pending_bytes);
+        self.published = self.pending_bytes;
+        if !self.limits.pending.exceeded() {
+            return;
+        }
+        let mut victims = std::mem::take(&mut self.victims);
+        victims.clear();
+        victims.extend(
+            self.connections
+                .iter()
+                .filter(|(_, c)| c.pending_snapshots > 0)
+                .map(|(cookie, c)| (c.oldest_pending_ms, Victim::Live(*cookie))),
+        );
+        victims.extend(
+            self.orphans
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.pending_snapshots > 0)
+                .map(|(i, c)| (c.oldest_pending_ms, Victim::Closed(i))),
+        );
+        victims.sort_unstable_by_key(|(oldest, _)| *oldest);
+        let (mut snapshots, mut connections) = (0, 0);
+        for &(_, victim) in &victims {
+            if !self.limits.pending.should_shed(self.pending_bytes) {
+                break;
+            }
+            let conn = match victim {
+                Victim::Live(cookie) => self.connections.get_mut(&cookie),
+                Victim::Closed(i) => self.orphans.get_mut(i),
+            };
+            let Some(conn) = conn else { continue };
+            let (n, bytes) = shed(conn);
+            add(&self.stats.dropped, n);
+            self.pending_bytes -= bytes;
+            snapshots += n;
+            connections += 1;
+            self.limits
+                .pending
+                .publish(self.published, self.pending_bytes);
+            self.published = self.pending_bytes;
+        }
+        self.victims = victims;
+        if connections > 0 {
+            log_limited!(
+                SHEDDING,
+                "pending archive data over -max-pending-bytes={}: dropped the oldest {snapshots} snapshots of {connections} connections",
+                self.limits.pending.limit()
+            );
+            // Closed connections with nothing left to write are done.
+            let orphans = std::mem::take(&mut self.orphans);
+            for conn in orphans {
+                if conn.pending_snapshots == 0 {
+                    self.retire(conn);
+                } else {
+                    self.orphans.push(conn);
                 }
             }
         }
     }
 
-    fn finish_file(&mut self, conn: &mut ConnectionFile) {
-        if conn.file.take().is_some() {
-            add(&self.stats.files_closed, 1);
-        }
-    }
-
-    fn drop_pending(&mut self, conn: &mut ConnectionFile, why: &str) {
-        add(&self.stats.dropped, conn.pending_snapshots);
-        log_limited!(
-            DROPS,
-            "{}: dropped {} snapshots: {why}",
-            conn.uuid,
-            conn.pending_snapshots
-        );
-        conn.pending = Vec::new();
-        conn.pending_snapshots = 0;
-    }
-
-    /// Flushes and closes every file (shutdown). Connections holding a file
+    /// Flushes and closes every file (shutdown); what still cannot be
+    /// written is dropped, counted and logged. Connections holding a file
     /// go first: closing them frees descriptors for those still without one.
     pub fn finish(&mut self) {
+        let now = Instant::now();
         let mut connections: Vec<ConnectionFile> =
             self.connections.drain().map(|(_, c)| c).collect();
+        connections.append(&mut self.orphans);
         connections.sort_by_key(|c| c.file.is_none());
-        for conn in connections {
-            self.finish_connection(conn);
+        let (mut snapshots, mut lost) = (0, 0);
+        for mut conn in connections {
+            if conn.pending_snapshots > 0 {
+                self.flush(&mut conn, now);
+            }
+            if conn.pending_snapshots > 0 {
+                snapshots += self.drop_pending(&mut conn).0;
+                lost += 1;
+            }
+            self.retire(conn);
         }
-        self.retry_orphans(true);
+        if lost > 0 {
+            log!("at shutdown {snapshots} snapshots of {lost} connections could not be written: dropped");
+        }
         self.flush_queue.clear();
+        self.enforce_budget();
     }
+}
+
+/// The segment's metadata record.
+fn metadata(conn: &ConnectionFile) -> Metadata {
+    Metadata {
+        uuid: conn.uuid.clone(),
+        sequence: u64::from(conn.sequence),
+        start_time: Timestamp::from_unix_millis(conn.start_ms),
+    }
+}
+
+/// Empties the connection's buffer of snapshot lines, keeping the metadata
+/// line of a segment not yet written, and frees the memory; `(snapshots,
+/// bytes)` dropped (the caller counts them).
+fn shed(conn: &mut ConnectionFile) -> (u64, usize) {
+    let snapshots = std::mem::take(&mut conn.pending_snapshots);
+    let bytes = conn.pending.len() - conn.header_len;
+    if conn.header_len == 0 {
+        conn.pending = Vec::new();
+    } else {
+        conn.pending.truncate(conn.header_len);
+        conn.pending.shrink_to_fit();
+    }
+    (snapshots, bytes)
 }

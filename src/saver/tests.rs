@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use inetdiag::replay::read_capture;
 use serde_json::Value;
 
+use super::budget::PendingBudget;
+use super::descriptors::Descriptors;
 use super::shard::ShardWriter;
-use super::{Batch, SaverConfig};
+use super::{Batch, Limits, SaverConfig};
 use crate::stats::Stats;
 
 const COOKIE: u64 = 0x4a3f;
@@ -22,6 +24,7 @@ const COOKIE: u64 = 0x4a3f;
 const T0: i64 = 1_700_000_000_000;
 const ROTATION: Duration = Duration::from_secs(600);
 const ROTATION_MS: i64 = 600_000;
+const STEP: Duration = Duration::from_secs(60);
 
 /// A connection's reply as the kernel sent it (the story's first
 /// connection, from `testdata/netlink/story.dumps`).
@@ -33,54 +36,111 @@ fn payload() -> Vec<u8> {
 
 struct Shard {
     writer: ShardWriter,
+    /// The writer's clock: each step below happens a minute after the
+    /// previous one, longer than any retry's back-off and shorter than a
+    /// closed connection's patience (a rotation interval).
+    now: Instant,
     stats: Arc<Stats>,
+    limits: Arc<Limits>,
     payload: Vec<u8>,
+    /// The output directory (`out` in the scratch directory).
     output: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The scratch directory, for things outside the output tree.
+    dir: tempfile::TempDir,
 }
 
 fn shard() -> Shard {
+    shard_with(32 << 20, Descriptors::new())
+}
+
+/// A shard with a budget of `max_pending_bytes` and `descriptors`.
+fn shard_with(max_pending_bytes: usize, descriptors: Arc<Descriptors>) -> Shard {
     let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
     let stats = Arc::new(Stats::default());
     let config = Arc::new(SaverConfig {
-        output: dir.path().to_path_buf(),
+        output: output.clone(),
         uuid_prefix: "host_1700000000_unsafe".into(),
         flush_interval: Duration::from_secs(1),
         rotation_interval: ROTATION,
+        max_pending_bytes,
+    });
+    let limits = Arc::new(Limits {
+        pending: PendingBudget::new(max_pending_bytes, 1),
+        descriptors,
     });
     Shard {
-        writer: ShardWriter::new(config, Arc::clone(&stats)).unwrap(),
+        writer: ShardWriter::new(config, Arc::clone(&stats), Arc::clone(&limits)).unwrap(),
+        now: Instant::now(),
         stats,
+        limits,
         payload: payload(),
-        output: dir.path().to_path_buf(),
-        _dir: dir,
+        output,
+        dir,
     }
 }
 
 impl Shard {
+    fn apply(&mut self, batch: &Batch) {
+        self.now += STEP;
+        self.writer.apply(batch, self.now);
+    }
+
     fn open(&mut self, at: i64) {
-        let mut batch = Batch::default();
-        batch.open(COOKIE, at, 0);
-        batch.snapshot(COOKIE, at, &self.payload);
-        self.writer.apply(&batch);
+        self.open_of(COOKIE, at);
     }
 
     fn snapshot(&mut self, at: i64) {
-        let mut batch = Batch::default();
-        batch.snapshot(COOKIE, at, &self.payload);
-        self.writer.apply(&batch);
+        self.snapshot_of(COOKIE, at);
     }
 
     fn close(&mut self, at: i64) {
+        self.close_of(COOKIE, at);
+    }
+
+    /// Connection `cookie` opens at `at` with its first snapshot.
+    fn open_of(&mut self, cookie: u64, at: i64) {
         let mut batch = Batch::default();
-        batch.close(COOKIE, at);
-        self.writer.apply(&batch);
+        batch.open(cookie, at, 0);
+        batch.snapshot(cookie, at, &self.payload);
+        self.apply(&batch);
+    }
+
+    fn snapshot_of(&mut self, cookie: u64, at: i64) {
+        let mut batch = Batch::default();
+        batch.snapshot(cookie, at, &self.payload);
+        self.apply(&batch);
+    }
+
+    fn close_of(&mut self, cookie: u64, at: i64) {
+        let mut batch = Batch::default();
+        batch.close(cookie, at);
+        self.apply(&batch);
+    }
+
+    /// The flushes and retries due `elapsed` after the last step.
+    fn flush_after(&mut self, elapsed: Duration) {
+        self.now += elapsed;
+        self.writer.flush_due(self.now);
+    }
+
+    /// `queued == written + dropped` for `queued` snapshots handed over.
+    fn assert_accounted(&self, queued: u64) {
+        let written = self.stats.written.load(Relaxed);
+        let dropped = self.stats.dropped.load(Relaxed);
+        assert_eq!(
+            written + dropped,
+            queued,
+            "written {written} + dropped {dropped}"
+        );
+        let in_files: usize = self.files().iter().map(|(_, l)| l.len() - 1).sum();
+        assert_eq!(in_files as u64, written, "snapshot lines in the files");
     }
 
     /// Every flush that is due by then, and the closed files' retries.
     fn flush_all(&mut self) {
-        self.writer
-            .flush_due(Instant::now() + Duration::from_secs(3600));
+        self.now += STEP;
+        self.writer.flush_due(self.now);
     }
 
     /// `(file name, lines)` of every archive file, in name order.
@@ -123,8 +183,14 @@ impl Shard {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
         let path = entry.unwrap().path();
+        if path.is_symlink() {
+            continue;
+        }
         if path.is_dir() {
             collect(&path, out);
         } else {
@@ -299,4 +365,244 @@ fn shards_that_failed_or_panicked_are_reported_by_number() {
             "writer shard 2 panicked"
         ]
     );
+}
+
+/// The date directory of `T0`, and the name of `COOKIE`'s segment `seq`.
+const DAY: &str = "2023/11/14";
+fn segment_name(sequence: u32) -> String {
+    format!("host_1700000000_unsafe_0000000000004A3F.{sequence:05}.jsonl.zst")
+}
+
+#[test]
+fn a_file_whose_first_frame_never_commits_is_removed_when_the_connection_is_given_up() {
+    in_own_process(
+        "saver::tests::a_file_whose_first_frame_never_commits_is_removed_when_the_connection_is_given_up",
+        || {
+            let mut shard = shard();
+            // No byte fits: the file is created, its first frame fails.
+            limit_file_size(0);
+            shard.open(T0);
+            shard.flush_all();
+            assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
+            assert!(shard.stats.write_errors.load(Relaxed) >= 1);
+            let path = shard.output.join(DAY).join(segment_name(0));
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "cut back");
+            shard.close(T0 + 1000);
+            // Shutdown while the disk is still full.
+            shard.writer.finish();
+
+            assert!(!path.exists(), "an empty file was left behind");
+            assert!(shard.files().is_empty());
+            assert_eq!(shard.stats.files_closed.load(Relaxed), 1);
+            assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+            shard.assert_accounted(1);
+        },
+    );
+}
+
+#[test]
+fn a_closed_connection_gives_up_after_a_rotation_interval_and_frees_its_descriptor() {
+    in_own_process(
+        "saver::tests::a_closed_connection_gives_up_after_a_rotation_interval_and_frees_its_descriptor",
+        || {
+            let mut shard = shard();
+            shard.open_then_fill_the_disk();
+            let held = shard.limits.descriptors.held();
+            shard.snapshot(T0 + 1000);
+            shard.close(T0 + 2000);
+            // Still waiting, file open, just before its patience runs out.
+            shard.flush_after(ROTATION - Duration::from_secs(1));
+            assert_eq!(shard.stats.files_closed.load(Relaxed), 0);
+            shard.flush_after(Duration::from_secs(2));
+            assert_eq!(shard.stats.files_closed.load(Relaxed), 1);
+            assert_eq!(shard.limits.descriptors.held(), held - 1);
+            assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+            unlimit_file_size();
+            shard.writer.finish();
+
+            // What was committed is intact.
+            let files = shard.files();
+            assert_eq!(files.len(), 1);
+            assert_eq!(segment(&files[0].1), (0, vec![T0]));
+            shard.assert_accounted(2);
+        },
+    );
+}
+
+#[test]
+fn failed_writes_are_retried_with_growing_back_off_not_every_tick() {
+    in_own_process(
+        "saver::tests::failed_writes_are_retried_with_growing_back_off_not_every_tick",
+        || {
+            let mut shard = shard();
+            shard.open_then_fill_the_disk();
+            shard.snapshot(T0 + 1000);
+            let before = shard.stats.write_errors.load(Relaxed);
+            // A minute of 100 ms ticks, the flush interval being 1 s: the
+            // retries come 1, 2, 4, 8, 16, 16 s apart.
+            for _ in 0..600 {
+                shard.flush_after(Duration::from_millis(100));
+            }
+            let retries = shard.stats.write_errors.load(Relaxed) - before;
+            assert!((5..=8).contains(&retries), "{retries} retries in a minute");
+            unlimit_file_size();
+            shard.flush_after(Duration::from_secs(16));
+            shard.writer.finish();
+            let files = shard.files();
+            assert_eq!(segment(&files[0].1), (0, vec![T0, T0 + 1000]));
+            shard.assert_accounted(2);
+        },
+    );
+}
+
+#[test]
+fn after_a_restart_a_connection_continues_in_the_next_sequence_and_never_writes_the_old_file() {
+    let mut shard = shard();
+    // The previous run's file of this very connection (same cookie, same
+    // boot: same UUID), closed at its shutdown.
+    let day = shard.output.join(DAY);
+    std::fs::create_dir_all(&day).unwrap();
+    let old = day.join(segment_name(0));
+    std::fs::write(&old, b"the previous run's archive").unwrap();
+    let old_before = std::fs::metadata(&old).unwrap();
+
+    shard.open(T0);
+    shard.snapshot(T0 + 1000);
+    shard.flush_all();
+    shard.snapshot(T0 + 2000);
+    shard.close(T0 + 3000);
+    shard.writer.finish();
+
+    assert_eq!(std::fs::read(&old).unwrap(), b"the previous run's archive");
+    let old_after = std::fs::metadata(&old).unwrap();
+    assert_eq!(
+        old_after.modified().unwrap(),
+        old_before.modified().unwrap()
+    );
+    let new = read_one(&day.join(segment_name(1)));
+    assert_eq!(segment(&new), (1, vec![T0, T0 + 1000, T0 + 2000]));
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
+    assert_eq!(shard.stats.written.load(Relaxed), 3);
+}
+
+#[test]
+fn a_symlink_planted_at_a_segment_path_is_never_followed() {
+    let mut shard = shard();
+    let day = shard.output.join(DAY);
+    std::fs::create_dir_all(&day).unwrap();
+    // Someone else's file, and a link to it where the agent will write.
+    let victim = shard.dir.path().join("victim");
+    std::fs::write(&victim, b"secret").unwrap();
+    std::os::unix::fs::symlink(&victim, day.join(segment_name(0))).unwrap();
+    // A dangling link too: O_CREAT alone would create its target.
+    let target = shard.dir.path().join("created-through-a-link");
+    std::os::unix::fs::symlink(&target, day.join(segment_name(1))).unwrap();
+
+    shard.open(T0);
+    shard.close(T0 + 1000);
+    shard.writer.finish();
+
+    assert_eq!(std::fs::read(&victim).unwrap(), b"secret");
+    assert!(!target.exists(), "a file was created through a link");
+    assert!(day.join(segment_name(0)).is_symlink());
+    let new = read_one(&day.join(segment_name(2)));
+    assert_eq!(segment(&new), (2, vec![T0]));
+    shard.assert_accounted(1);
+}
+
+#[test]
+fn a_symlink_planted_at_a_date_directory_is_never_followed() {
+    let mut shard = shard();
+    // 2023/11 is a link to a directory outside the tree.
+    let elsewhere = shard.dir.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("14")).unwrap();
+    std::fs::create_dir_all(shard.output.join("2023")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, shard.output.join("2023/11")).unwrap();
+
+    shard.open(T0);
+    shard.flush_all();
+    assert!(shard.stats.open_errors.load(Relaxed) >= 1);
+    shard.close(T0 + 1000);
+    shard.writer.finish();
+
+    assert_eq!(std::fs::read_dir(elsewhere.join("14")).unwrap().count(), 0);
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 0);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+    shard.assert_accounted(1);
+}
+
+#[test]
+fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
+    const A: u64 = 0xa;
+    const B: u64 = 0xb;
+    const C: u64 = 0xc;
+    // The sizes of a metadata line and of a snapshot line (all the times
+    // below are as long when written: .1Z, .2Z, …).
+    let (header, line) = {
+        let mut probe = shard();
+        probe.open_of(A, T0 + 100);
+        let first = probe.limits.pending.used();
+        probe.snapshot_of(A, T0 + 200);
+        let line = probe.limits.pending.used() - first;
+        (first - line, line)
+    };
+    assert!(header < line * 5 / 2, "{header} {line}");
+    // Room for three connections and four lines, and half a line more.
+    let mut shard = shard_with(3 * header + 4 * line + line / 2, Descriptors::new());
+    shard.open_of(A, T0 + 100);
+    shard.open_of(B, T0 + 200);
+    shard.open_of(C, T0 + 300);
+    shard.snapshot_of(C, T0 + 400);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 0);
+    // The fifth line is one too many: A's and B's lines, the oldest, go
+    // (down to the low-water mark, 7/8 of the budget); C's stay.
+    shard.snapshot_of(C, T0 + 500);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 2);
+    assert_eq!(shard.limits.pending.used(), 3 * header + 3 * line);
+    shard.writer.finish();
+
+    let files = shard.files();
+    assert_eq!(files.len(), 1, "only C has lines to write");
+    assert!(files[0].0.contains("_000000000000000C."));
+    assert_eq!(
+        segment(&files[0].1),
+        (0, vec![T0 + 300, T0 + 400, T0 + 500])
+    );
+    shard.assert_accounted(5);
+    assert_eq!(shard.limits.pending.used(), 0);
+}
+
+#[test]
+fn archive_files_wait_for_descriptors_rather_than_take_the_reserve() {
+    use nix::sys::resource::{getrlimit, Resource};
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let limit = usize::try_from(soft).unwrap();
+    let reserve = super::descriptors::RESERVE.min(limit / 4);
+    // Room for the output and date directories and one file.
+    let mut shard = shard_with(32 << 20, Descriptors::with_baseline(limit - reserve - 3));
+    const A: u64 = 0xa;
+    const B: u64 = 0xb;
+    shard.open_of(A, T0);
+    shard.open_of(B, T0);
+    shard.flush_all();
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
+    assert_eq!(shard.stats.open_errors.load(Relaxed), 1);
+    // A's close gives its descriptor back: B gets one at its next retry.
+    shard.close_of(A, T0 + 1000);
+    shard.flush_all();
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 2);
+    shard.close_of(B, T0 + 1000);
+    shard.writer.finish();
+    assert_eq!(shard.files().len(), 2);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 0);
+    shard.assert_accounted(2);
+}
+
+/// The lines of one archive file.
+fn read_one(path: &Path) -> Vec<Value> {
+    let data = zstd::decode_all(std::fs::File::open(path).unwrap()).unwrap();
+    data.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
 }
