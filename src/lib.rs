@@ -12,9 +12,9 @@
 //! 5. `poller`: the polling loop, over inetdiag's `DumpSource` seam.
 //! 6. `saver`, `cache`, `eventsocket` (the server).
 //! 7. `log`, `exclusion`, `compare`.
-//! 8. `address`, `clock`, `lock`, `series_cap`, `stats`; then the crates
-//!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
-//!    `inetdiag` (kernel ABI).
+//! 8. `address`, `clock`, `http_peer`, `lock`, `series_cap`, `stats`; then
+//!    the crates `tcpinfo_eventsocket` (protocol), `tcpinfo_archive`
+//!    (format) and `inetdiag` (kernel ABI).
 
 pub mod address;
 pub mod clock;
@@ -28,6 +28,7 @@ pub mod log;
 pub mod cache;
 pub mod exposure;
 pub mod flow_events;
+pub mod http_peer;
 pub mod listener_events;
 pub mod metrics;
 pub mod policy;
