@@ -13,9 +13,9 @@
 //! 6. `saver`, `output` (the directory's safety), `cache`, `eventsocket`
 //!    (the server).
 //! 7. `log`, `signals`, `exclusion`, `compare`.
-//! 8. `address`, `clock`, `lock`, `series_cap`, `small_file`, `stats`; then the crates
-//!    `tcpinfo_eventsocket` (protocol), `tcpinfo_archive` (format) and
-//!    `inetdiag` (kernel ABI).
+//! 8. `address`, `clock`, `http_peer`, `lock`, `series_cap`, `small_file`,
+//!    `stats`; then the crates `tcpinfo_eventsocket` (protocol),
+//!    `tcpinfo_archive` (format) and `inetdiag` (kernel ABI).
 
 pub mod address;
 pub mod clock;
@@ -29,6 +29,7 @@ pub mod log;
 pub mod cache;
 pub mod exposure;
 pub mod flow_events;
+pub mod http_peer;
 pub mod listener_events;
 pub mod metrics;
 pub mod output;

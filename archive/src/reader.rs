@@ -148,6 +148,21 @@ impl<R: Read> ArchiveReader<R> {
             if self.done {
                 return Ok(None);
             }
+            // Runs of blank lines are passed over a buffer at a time: one
+            // at a time, a zstd bomb of newlines (each compressed byte can
+            // stand for thousands) costs seconds per kilobyte of input.
+            let skipped = match &mut self.source {
+                Source::Plain(r) => skip_blank_lines(r),
+                Source::Zstd(r) => skip_blank_lines(r),
+            };
+            match skipped {
+                Ok(lines) => self.line_no += lines,
+                Err(e) => {
+                    self.line_no += 1;
+                    self.done = true;
+                    return Err(self.error(ReadErrorKind::Io(e)));
+                }
+            }
             self.line.clear();
             let read = match &mut self.source {
                 Source::Plain(r) => read_line(r, &mut self.line),
@@ -185,6 +200,44 @@ impl<R: Read> ArchiveReader<R> {
             name: self.name.clone(),
             line: self.line_no,
             kind,
+        }
+    }
+}
+
+/// Consumes the complete blank lines (nothing but ASCII whitespace up to a
+/// `\n`) at the front of `r`, in whole buffers; returns how many. Stops at
+/// the start of the first line that is not blank, or of a blank line that
+/// does not end within the buffer (which `read_line` then reads as usual),
+/// so what `next_line` returns is the same as without it.
+fn skip_blank_lines(r: &mut impl BufRead) -> io::Result<u64> {
+    let mut lines = 0;
+    loop {
+        let buf = r.fill_buf()?;
+        // One pass: the newlines of the blank run, and where the run ends.
+        // (Blank is `u8::is_ascii_whitespace`, as `next_line` has it.)
+        let mut newlines = 0;
+        let mut after_last_newline = 0;
+        let mut blank = true;
+        for (i, b) in buf.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    newlines += 1;
+                    after_last_newline = i + 1;
+                }
+                b' ' | b'\t' | b'\r' | b'\x0c' => {}
+                _ => {
+                    blank = false;
+                    break;
+                }
+            }
+        }
+        if newlines == 0 {
+            return Ok(lines);
+        }
+        lines += newlines;
+        r.consume(after_last_newline);
+        if !blank {
+            return Ok(lines);
         }
     }
 }
@@ -291,6 +344,25 @@ mod tests {
         let err = lines(&data).unwrap_err();
         assert!(matches!(err.kind, ReadErrorKind::Zstd(_)), "{err}");
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn runs_of_blank_lines_keep_their_line_numbers() {
+        // Blank runs across buffer boundaries, a blank line longer than a
+        // buffer, and leading whitespace kept on the line that follows.
+        let mut text = Vec::new();
+        text.extend(b"a\n");
+        text.extend(std::iter::repeat_n(b"\n \t\r\n".as_slice(), 40_000).flatten());
+        text.extend(b"  b\n");
+        text.extend(std::iter::repeat_n(b' ', 3 * BUFFER));
+        text.extend(b"\n\x0c\n\x0bc\n\n");
+        let want = vec![
+            (1, "a".into()),
+            (80_002, "  b".into()),
+            (80_005, "\x0bc".into()),
+        ];
+        assert_eq!(lines(&text).unwrap(), want);
+        assert_eq!(lines(&zstd_frames(&[&text])).unwrap(), want);
     }
 
     #[test]

@@ -1,24 +1,82 @@
 //! The HTTP endpoint: `/metrics`, `/-/healthy`, `/-/ready` and whatever
 //! routes the wiring adds (the listener policy's `/-/reload`), served by
-//! warp on a single-threaded tokio runtime in a thread of its own. Nothing
-//! it does touches the polling path: a scrape renders what was published.
+//! warp's routes over hyper's HTTP/1 on a single-threaded tokio runtime in a
+//! thread of its own. Nothing it does touches the polling path: a scrape
+//! renders what was published.
+//!
+//! The port is often reachable from the network, and a scrape must keep
+//! working when it matters most, so a peer cannot make the server hold
+//! descriptors: a client has [`HEADER_TIMEOUT`] to send a request's headers
+//! (counted from the accept, and on a kept-alive connection from the end of
+//! the previous response, so it is the idle timeout too), and at most
+//! [`MAX_CONNECTIONS`] are open at once. A connection over the cap is
+//! accepted and the oldest open one is closed for it: a scraper connects,
+//! asks and is answered within milliseconds, so it is always among the
+//! newest, while idle connections someone opened to exhaust the server are
+//! the oldest. (Refusing the newcomer instead would let whoever fills the
+//! slots first lock the scraper out; leaving it in the kernel's backlog would
+//! make it wait for the idle ones to time out.)
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service as _};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::{Filter, Reply};
 
 use super::Metrics;
+use crate::http_peer::Peer;
+use crate::log::RateLimit;
 
 /// A route served beside the metrics' own, tried after them.
 pub type Route = BoxedFilter<(Box<dyn Reply>,)>;
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long a client may take to send a request's headers, from the moment
+/// the server waits for them (accept, or the end of the previous response
+/// on a kept-alive connection). Scrapers send theirs at once.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections open at once. Well below the descriptors the saver leaves
+/// free for the agent's own sockets (about 64), so that a flood of
+/// connections cannot take the archive's or the event socket's.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// What one peer may hold of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: HEADER_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// How long to wait before accepting again after an error that is not the
+/// peer's (out of descriptors, out of memory).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds `address` the way the Go tool's flag means it: `:port` (or a bare
 /// `port`) is every address, IPv6 and IPv4, falling back to IPv4 only when
@@ -53,15 +111,95 @@ pub fn spawn(
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => {
-                        warp::serve(routes(metrics, extra))
-                            .incoming(listener)
-                            .run()
-                            .await
+                        serve(listener, routes(metrics, extra), Limits::default()).await
                     }
                     Err(e) => log!("metrics: cannot serve: {e}"),
                 }
             })
         })
+}
+
+/// One connection being served, boxed so that connections of any state can
+/// be kept in one queue and closed by dropping them.
+type Served = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Accepts connections on `listener` and serves `routes` on them, never more
+/// than `limits.max_connections` at once (see the module's comment), until
+/// the process exits.
+/// The connections are polled here rather than spawned as tasks, so closing
+/// one is dropping it: its descriptor is gone before the next accept.
+pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Limits) {
+    let cap = limits.max_connections.max(1);
+    static AT_CAP: RateLimit = RateLimit::new(60_000);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let service = warp::service(routes);
+    // Every request reaches the routes with the peer's address recorded
+    // (see `crate::http_peer`).
+    let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| -> Served {
+        let routes = TowerToHyperService::new(service.clone());
+        let with_peer = service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            routes.call(request)
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), with_peer);
+        // A failed connection (a timeout, a malformed request, a peer gone)
+        // is the peer's business: it is closed and that is all.
+        Box::pin(async move {
+            let _ = conn.await;
+        })
+    };
+    // Oldest first.
+    let mut open: VecDeque<Served> = VecDeque::with_capacity(cap + 1);
+    let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
+
+    poll_fn(|cx: &mut Context<'_>| {
+        loop {
+            if let Some(sleep) = &mut backoff {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                backoff = None;
+            }
+            match listener.poll_accept(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok((stream, peer))) => {
+                    if open.len() >= cap {
+                        open.pop_front();
+                        log_limited!(
+                            AT_CAP,
+                            "metrics: {cap} HTTP connections open, closing the oldest for a new one"
+                        );
+                    }
+                    open.push_back(serve_one(stream, peer));
+                }
+                Poll::Ready(Err(e)) if is_connection_error(&e) => {}
+                Poll::Ready(Err(e)) => {
+                    // Out of descriptors (or memory): give the newcomer, most
+                    // likely a scraper, the oldest connection's descriptor.
+                    if open.pop_front().is_none() {
+                        log_limited!(AT_CAP, "metrics: cannot accept a connection: {e}");
+                        backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
+                    }
+                }
+            }
+        }
+        open.retain_mut(|conn| conn.as_mut().poll(cx).is_pending());
+        Poll::<()>::Pending
+    })
+    .await
+}
+
+/// Errors of one incoming connection, reported by accept, that say nothing
+/// about the server.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Asks the scheduler for short time slices on this thread. A scrape needs
@@ -131,7 +269,71 @@ fn routes(metrics: Arc<Metrics>, extra: Vec<Route>) -> Route {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
     use super::*;
+
+    /// A server of `routes` on a loopback port, in a thread of its own for
+    /// the rest of the test process.
+    fn server(routes: Route, limits: Limits) -> SocketAddr {
+        let listener = bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .unwrap();
+        thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                serve(listener, routes, limits).await
+            })
+        });
+        addr
+    }
+
+    fn hello() -> Route {
+        warp::any()
+            .map(|| Box::new("hello\n") as Box<dyn Reply>)
+            .boxed()
+    }
+
+    fn connect(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends one request; returns the response's head and body (the
+    /// connection is closed by the request's `Connection: close`).
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = connect(addr);
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    /// Reads until the server closes `s`; how long that took.
+    fn time_to_close(s: &mut TcpStream) -> Duration {
+        let start = Instant::now();
+        let mut buf = [0; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return start.elapsed(),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return start.elapsed(),
+                Err(e) => panic!("the server did not close the connection: {e}"),
+            }
+        }
+    }
 
     #[test]
     fn a_bare_port_binds_every_address() {
@@ -142,5 +344,72 @@ mod tests {
         let l = bind("127.0.0.1:0").unwrap();
         assert_eq!(l.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
         assert!(bind("no-such-host.invalid:1").is_err());
+    }
+
+    #[test]
+    fn idle_connections_over_the_cap_give_way_to_a_new_one() {
+        let addr = server(
+            hello(),
+            Limits {
+                header_timeout: Duration::from_secs(30),
+                max_connections: 4,
+            },
+        );
+        let mut idle: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+        for _ in 0..3 {
+            let response = get(addr, "/");
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert!(response.ends_with("hello\n"), "{response}");
+        }
+        // The oldest were closed for the newcomers, long before their
+        // header timeout; the newest are still open.
+        for s in &mut idle[..10] {
+            assert!(time_to_close(s) < Duration::from_secs(10));
+        }
+        let newest = idle.last_mut().unwrap();
+        newest
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let err = newest.read(&mut [0; 16]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    }
+
+    #[test]
+    fn a_slow_or_idle_client_is_closed_after_the_header_timeout() {
+        let timeout = Duration::from_millis(300);
+        let addr = server(
+            hello(),
+            Limits {
+                header_timeout: timeout,
+                max_connections: 8,
+            },
+        );
+        // Half a request line, then nothing.
+        let mut slow = connect(addr);
+        slow.write_all(b"GET /met").unwrap();
+        let waited = time_to_close(&mut slow);
+        assert!(waited >= timeout - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+        // A kept-alive connection, answered, then idle.
+        let mut idle = connect(addr);
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut response = [0; 4096];
+        let n = idle.read(&mut response).unwrap();
+        assert!(response[..n].ends_with(b"hello\n"));
+        let waited = time_to_close(&mut idle);
+        assert!(waited >= timeout - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    #[test]
+    fn routes_see_the_address_of_the_peer() {
+        let route = crate::http_peer::remote()
+            .map(|peer: Option<SocketAddr>| Box::new(format!("{peer:?}\n")) as Box<dyn Reply>)
+            .boxed();
+        let addr = server(route, Limits::default());
+        let response = get(addr, "/");
+        assert!(response.contains("Some(127.0.0.1:"), "{response}");
     }
 }

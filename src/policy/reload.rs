@@ -19,7 +19,7 @@ type Answer = (StatusCode, String);
 pub fn route(policy: Option<Arc<ActivePolicy>>) -> BoxedFilter<(Box<dyn Reply>,)> {
     warp::path!("-" / "reload")
         .and(warp::post())
-        .and(warp::addr::remote())
+        .and(crate::http_peer::remote())
         .then(move |remote: Option<SocketAddr>| {
             let policy = policy.clone();
             async move {

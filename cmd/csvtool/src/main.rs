@@ -1,18 +1,22 @@
 //! `csvtool`: tcp-info archives to CSV, byte-identical to M-Lab's Go
-//! csvtool for one archive, and streaming: memory stays flat whatever the
-//! input size.
+//! csvtool for one archive, and streaming: memory is bounded by `-j` and
+//! the chunk size, whatever the size or number of the inputs (see `pool`),
+//! and the work by the input's size (runs of blank lines, as in a zstd bomb
+//! of newlines, are passed over a buffer at a time).
 //!
 //! Usage: `csvtool [-j N] [FILE|DIR|-]...`. With no argument (or `-`) it
 //! reads standard input; directories are walked for `*.jsonl*`. One header,
 //! then every archive's rows in argument order. A failing archive gets one
 //! line on stderr (`csvtool: <file>:<line>: <why>`), its rows up to that
 //! line stay in the output, the other archives are still converted, and the
-//! exit status is 1.
+//! exit status is 1. A closed or failing stderr loses the messages, not
+//! the exit status.
 
 mod inputs;
 mod job;
 mod pool;
 
+use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -43,10 +47,17 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("csvtool: {}", format!("{e:#}").replace('\n', " "));
+            warn(format_args!("{}", format!("{e:#}").replace('\n', " ")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One `csvtool: ` line on stderr. Unlike `eprintln!`, a closed or full
+/// stderr is not a panic: the message is lost, the exit status still says
+/// what happened.
+fn warn(message: fmt::Arguments) {
+    let _ = writeln!(io::stderr().lock(), "csvtool: {message}");
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -67,7 +78,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut report = |f: Failure| {
         failed = true;
-        eprintln!("csvtool: {f}");
+        warn(format_args!("{f}"));
     };
     if threads == 1 || inputs.len() == 1 || inputs.contains(&Input::Stdin) {
         let mut buf = Vec::with_capacity(CHUNK + CHUNK / 4);
