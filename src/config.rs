@@ -129,6 +129,14 @@ pub struct Config {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub destroy_notices: bool,
 
+    /// Each snapshot line also says how many polls ran and how many
+    /// milliseconds passed since the connection's previous line
+    /// ("PollGap"), telling "nothing changed" from "nobody looked". M-Lab's
+    /// parser ignores the key.
+    #[arg(long = "archive-poll-gaps", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub archive_poll_gaps: bool,
+
     /// Receive buffer for destroy notices, in bytes (about 1 KiB per
     /// notice): a burst of closes between two polls larger than this loses
     /// notices, and those connections close on absence instead.

@@ -243,6 +243,7 @@ fn start_writers(
         flush_interval: config.flush_interval,
         rotation_interval: config.rotation_interval,
         max_pending_bytes: usize::try_from(config.max_pending_bytes).unwrap_or(usize::MAX),
+        poll_gaps: config.archive_poll_gaps,
     });
     let (shards, writers) = saver::spawn(saver, Arc::clone(stats), usize::from(config.writers))
         .context("starting the writer threads")?;

@@ -25,8 +25,8 @@ mod timestamp;
 pub use convert::{ConvertError, CsvConverter};
 pub use reader::{ArchiveReader, Encoding, ReadError, ReadErrorKind, MAX_LINE, ZSTD_MAGIC};
 pub use record::{
-    push_base64, write_attributes, write_line_start, write_metadata_line, write_raw_idm,
-    ArchivalRecord, Metadata, RecordError,
+    push_base64, write_attributes, write_line_start, write_metadata_line, write_poll_gap,
+    write_raw_idm, ArchivalRecord, Metadata, RecordError,
 };
 pub use record_buf::RecordBuf;
 pub use snapshot::{

@@ -110,6 +110,19 @@ pub fn write_attributes<'a>(out: &mut Vec<u8>, attributes: impl Iterator<Item = 
     }
 }
 
+/// `,"PollGap":{"Polls":P,"Milliseconds":M}`: the opt-in key
+/// (`-archive-poll-gaps`) saying how many polls ran, and how much time
+/// passed, since the connection's previous line — "nothing changed" told
+/// apart from "nobody looked". After the other keys; M-Lab's parser, like
+/// every Go `encoding/json` reader, ignores keys it does not know.
+pub fn write_poll_gap(out: &mut Vec<u8>, polls: u64, milliseconds: i64) {
+    out.extend_from_slice(b",\"PollGap\":{\"Polls\":");
+    out.extend_from_slice(itoa::Buffer::new().format(polls).as_bytes());
+    out.extend_from_slice(b",\"Milliseconds\":");
+    out.extend_from_slice(itoa::Buffer::new().format(milliseconds).as_bytes());
+    out.push(b'}');
+}
+
 /// The metadata line that opens every file.
 pub fn write_metadata_line(out: &mut Vec<u8>, metadata: &Metadata) {
     write_line_start(out, GO_ZERO_TIME);

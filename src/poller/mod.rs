@@ -108,6 +108,8 @@ struct Poll {
     family_counts: [usize; 2],
     archive_short_connections: bool,
     recently_closed: RecentlyClosed,
+    /// The current cycle's number (poll gaps count cycles).
+    cycle: u64,
 }
 
 /// The polling loop over a [`DumpSource`] (the kernel by default), and
@@ -175,6 +177,7 @@ impl<S: DumpSource> Poller<S> {
                 family_counts: [0; 2],
                 archive_short_connections: false,
                 recently_closed: RecentlyClosed::default(),
+                cycle: 0,
             },
             config,
             requests: vec![ALL_FAMILIES],
@@ -274,6 +277,10 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
     fn cycle(&mut self, since_last: Option<Duration>) -> Result<(), ShardGone> {
         let poll = &mut self.poll;
         poll.cache.begin_cycle_at(now_ms());
+        poll.cycle += 1;
+        for shard in &mut poll.shards {
+            shard.pending.poll = poll.cycle;
+        }
         let mut complete = true;
         let mut next = 0;
         while let Some(&request) = self.requests.get(next) {

@@ -25,6 +25,8 @@ pub struct Item {
     pub kind: ItemKind,
     /// Milliseconds since the Unix epoch (the dump's timestamp).
     pub timestamp_ms: i64,
+    /// The poll (the poller's cycle number) that saw it.
+    pub poll: u64,
     pub start: u32,
     pub len: u32,
 }
@@ -34,6 +36,9 @@ pub struct Item {
 pub struct Batch {
     pub bytes: Vec<u8>,
     pub items: Vec<Item>,
+    /// The poll the items added now belong to (set by the poller at the
+    /// start of each cycle; a batch held back spans several).
+    pub poll: u64,
 }
 
 impl Batch {
@@ -54,6 +59,7 @@ impl Batch {
                 anonymize,
             },
             timestamp_ms,
+            poll: self.poll,
             start: 0,
             len: 0,
         });
@@ -66,6 +72,7 @@ impl Batch {
             cookie,
             kind: ItemKind::Snapshot,
             timestamp_ms,
+            poll: self.poll,
             start,
             len: payload.len() as u32,
         });
@@ -76,6 +83,7 @@ impl Batch {
             cookie,
             kind: ItemKind::Close,
             timestamp_ms,
+            poll: self.poll,
             start: 0,
             len: 0,
         });

@@ -62,6 +62,9 @@ pub struct SaverConfig {
     /// Most bytes of JSON lines all shards together hold before they are
     /// in files (`-max-pending-bytes`).
     pub max_pending_bytes: usize,
+    /// Each snapshot line says how many polls ran and how much time passed
+    /// since the connection's previous line (`-archive-poll-gaps`).
+    pub poll_gaps: bool,
 }
 
 /// What the shards share: the budget for lines not yet written, and the
@@ -136,6 +139,8 @@ struct ConnectionFile {
     /// A closed connection still waiting for its last lines to be written
     /// gives up at this time (one rotation interval after its close).
     give_up_at: Option<Instant>,
+    /// Poll and time of the connection's previous line, for poll gaps.
+    last_line: Option<(u64, i64)>,
 }
 
 /// A connection whose pending lines the budget may drop.
@@ -261,6 +266,7 @@ impl ShardWriter {
             queued: false,
             retry: Retry::default(),
             give_up_at: None,
+            last_line: None,
         };
         self.begin_segment(&mut conn);
         if let Some(previous) = self.connections.insert(cookie, conn) {
@@ -349,12 +355,20 @@ impl ShardWriter {
             }
         }
         let before = conn.pending.len();
+        let gap = match conn.last_line {
+            Some((poll, ms)) if self.config.poll_gaps => {
+                Some((item.poll.saturating_sub(poll), item.timestamp_ms - ms))
+            }
+            _ => None,
+        };
         if self.format_line(
             &mut conn.pending,
             item.timestamp_ms,
             payload,
             conn.anonymize,
+            gap,
         ) {
+            conn.last_line = Some((item.poll, item.timestamp_ms));
             if conn.pending_snapshots == 0 {
                 conn.oldest_pending_ms = item.timestamp_ms;
             }
@@ -398,6 +412,7 @@ impl ShardWriter {
         timestamp_ms: i64,
         payload: &[u8],
         anonymize: AnonymizeMask,
+        poll_gap: Option<(u64, i64)>,
     ) -> bool {
         let record = match DiagRecord::parse(payload) {
             Ok(r) => r,
@@ -425,6 +440,9 @@ impl ShardWriter {
             out,
             (0..record.attribute_slots() as u16).map(|t| record.attribute(t)),
         );
+        if let Some((polls, milliseconds)) = poll_gap {
+            archive::write_poll_gap(out, polls, milliseconds);
+        }
         out.extend_from_slice(b"}\n");
         true
     }

@@ -55,6 +55,14 @@ fn shard() -> Shard {
 
 /// A shard with a budget of `max_pending_bytes` and `descriptors`.
 fn shard_with(max_pending_bytes: usize, descriptors: Arc<Descriptors>) -> Shard {
+    shard_configured(max_pending_bytes, descriptors, false)
+}
+
+fn shard_configured(
+    max_pending_bytes: usize,
+    descriptors: Arc<Descriptors>,
+    poll_gaps: bool,
+) -> Shard {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out");
     let stats = Arc::new(Stats::default());
@@ -64,6 +72,7 @@ fn shard_with(max_pending_bytes: usize, descriptors: Arc<Descriptors>) -> Shard 
         flush_interval: Duration::from_secs(1),
         rotation_interval: ROTATION,
         max_pending_bytes,
+        poll_gaps,
     });
     let limits = Arc::new(Limits {
         pending: PendingBudget::new(max_pending_bytes, 1),
@@ -605,4 +614,41 @@ fn read_one(path: &Path) -> Vec<Value> {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect()
+}
+
+#[test]
+fn with_poll_gaps_each_line_after_the_first_says_how_many_polls_and_ms_passed() {
+    let mut shard = shard_configured(32 << 20, Descriptors::new(), true);
+    let mut batch = Batch {
+        poll: 7,
+        ..Batch::default()
+    };
+    batch.open(COOKIE, T0, 0);
+    batch.snapshot(COOKIE, T0, &shard.payload);
+    shard.apply(&batch);
+    // Three polls and 30 ms later, the next change.
+    let mut batch = Batch {
+        poll: 10,
+        ..Batch::default()
+    };
+    batch.snapshot(COOKIE, T0 + 30, &shard.payload);
+    batch.close(COOKIE, T0 + 30);
+    shard.apply(&batch);
+    shard.writer.finish();
+
+    let files = shard.files();
+    let lines = &files[0].1;
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[1].get("PollGap").is_none(),
+        "no gap before the first line"
+    );
+    assert_eq!(
+        lines[2]["PollGap"],
+        serde_json::json!({"Polls": 3, "Milliseconds": 30})
+    );
+    // Everything else on the line is as without the flag.
+    let mut without = lines[2].clone();
+    without.as_object_mut().unwrap().remove("PollGap");
+    assert_eq!(without.as_object().unwrap().len(), 3);
 }

@@ -232,3 +232,101 @@ fn without_destroy_notices_connections_close_on_their_absence_as_before() {
         );
     }
 }
+
+/// The CSV M-Lab's tool makes of `archive` (plain or zstd JSON lines).
+fn csv_of(name: &str, archive: &[u8]) -> Vec<u8> {
+    let mut reader = tcpinfo_archive::ArchiveReader::new(name.to_string(), archive).unwrap();
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    tcpinfo_archive::CsvConverter::new()
+        .convert(&mut reader, &mut out, 1 << 16, |rows| {
+            all.extend_from_slice(rows);
+            rows.clear();
+            Ok(())
+        })
+        .unwrap();
+    all
+}
+
+#[test]
+fn poll_gaps_count_the_polls_and_leave_the_csv_unchanged() {
+    let ns = Netns::new();
+    let tmp = output_dir();
+    let out = tmp.path().join("out");
+    let mut flags = FAST.to_vec();
+    flags.extend(["-exclude-local=false", "-archive-poll-gaps"]);
+    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let (_listener, mut conn) = ns.enter(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let conn = Connection::open(&listener);
+        (listener, conn)
+    });
+    let cookie = harness::traffic::socket_cookie(&conn.server);
+    // Changes far apart: a quiet stretch between them is many polls.
+    for round in 1..=3u64 {
+        conn.exchange(1000);
+        wait_until(Duration::from_secs(10), "the round in the archive", || {
+            live_segments_of(&out, cookie).first().is_some_and(|s| {
+                s.snapshots()
+                    .iter()
+                    .any(|r| bytes_received(r) >= 1000 * round)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(conn);
+    wait_until(Duration::from_secs(10), "the close", || {
+        agent
+            .stats_lines()
+            .last()
+            .is_some_and(|s| s.get("closed") >= 2)
+    });
+    agent.terminate();
+
+    let seg = read_all(&out)
+        .into_iter()
+        .find(|s| s.cookie() == cookie)
+        .unwrap();
+    let bytes = std::fs::read(&seg.path).unwrap();
+    let text = zstd::decode_all(&bytes[..]).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let time = |l: &serde_json::Value| {
+        tcpinfo_archive::Timestamp::parse(l["Timestamp"].as_str().unwrap())
+            .unwrap()
+            .unix_millis()
+    };
+    assert!(lines[1].get("PollGap").is_none(), "none before the first");
+    assert!(lines.len() >= 5, "{} lines", lines.len());
+    let mut quiet = 0;
+    for pair in lines[1..].windows(2) {
+        let gap = &pair[1]["PollGap"];
+        let polls = gap["Polls"].as_i64().expect("every later line has one");
+        let ms = gap["Milliseconds"].as_i64().unwrap();
+        assert_eq!(ms, time(&pair[1]) - time(&pair[0]), "{gap}");
+        // One poll every 10 ms: the count and the time agree.
+        assert!(polls >= 1 && (ms - 10 * polls).abs() <= 10 + polls, "{gap}");
+        if polls >= 10 {
+            quiet += 1;
+        }
+    }
+    assert!(quiet >= 2, "the quiet stretches show as many polls");
+
+    // M-Lab's CSV of the file is the same with the key as without it.
+    let plain: Vec<u8> = lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.as_object_mut().unwrap().remove("PollGap");
+            serde_json::to_string(&l).unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes();
+    let with_gaps = csv_of("with gaps", &text);
+    assert!(with_gaps.len() > 100);
+    assert_eq!(with_gaps, csv_of("without", &plain));
+}
