@@ -6,9 +6,11 @@
 //! agent is about to write, or swap the whole tree. So every directory on
 //! the path, the symlinks it goes through and the directory they lead to
 //! must belong to root or to the agent's own user, and must not be
-//! writable by anyone else — except that a directory above the output
-//! directory may be shared with the sticky bit set (`/tmp`): there no one
-//! can rename or remove what another user made.
+//! writable by anyone else — except with the sticky bit set (`/tmp`):
+//! there no one can rename or remove what another user made, and what
+//! others plant inside is harmless to the writers, which create every
+//! file with `O_EXCL|O_NOFOLLOW` below directories they open with
+//! `O_NOFOLLOW` (`saver::tree`).
 
 use std::fs::{self, DirBuilder, Metadata};
 use std::io;
@@ -99,8 +101,7 @@ impl Entry {
 }
 
 /// Whether another user could change what `entry` leads to; `last` is the
-/// output directory itself (which a sticky bit does not make safe: others
-/// could still create the date directories the agent writes into).
+/// output directory itself.
 fn judge(entry: &Entry, last: bool, me: Owner) -> Result<(), String> {
     if entry.uid != 0 && entry.uid != me.uid {
         return Err(format!(
@@ -112,7 +113,7 @@ fn judge(entry: &Entry, last: bool, me: Owner) -> Result<(), String> {
     if entry.is_symlink {
         return Ok(());
     }
-    let sticky = entry.mode & libc::S_ISVTX != 0 && !last;
+    let sticky = entry.mode & libc::S_ISVTX != 0;
     if sticky {
         return Ok(());
     }
@@ -188,10 +189,9 @@ mod tests {
             refused(dir(0, 0, 0o777), false),
             "is writable by every user (mode 0777, without the sticky bit)"
         );
-        assert_eq!(
-            refused(dir(0, 0, 0o1777), true),
-            "is writable by every user (mode 1777)"
-        );
+        // Shared with the sticky bit, as the rule has it: what
+        // others plant there is never followed nor written.
+        assert_eq!(judge(&dir(0, 0, 0o1777), true, ROOT_AGENT), Ok(()));
         assert_eq!(
             refused(dir(0, 100, 0o775), true),
             "is writable by group 100 (mode 0775), neither root's nor the agent's"
