@@ -5,12 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::agent::FAST;
-use harness::archive::{bytes_received, info_state, live_segments_of, output_dir, read_all, state};
+use harness::archive::{
+    bytes_received, info_state, live_segments_of, output_dir, read_all, state, Segment,
+};
 use harness::traffic::Connection;
 use harness::{wait_until, Agent, Netns};
+use tcpinfo_eventsocket::{client, FlowEvent, TcpEvent};
 
 #[test]
 fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
@@ -71,22 +75,58 @@ fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
     }
 }
 
-#[test]
-fn short_connections_are_archived_once_each_with_their_final_snapshot() {
+/// Every event of the event socket at `path`, read on a thread of its own.
+struct Events {
+    events: Arc<Mutex<Vec<FlowEvent>>>,
+}
+
+impl Events {
+    fn connect(path: &std::path::Path) -> Events {
+        let mut conn = client::connect(path).unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        std::thread::spawn(move || {
+            while let Ok(Some(event)) = conn.next_event() {
+                sink.lock().unwrap().push(event);
+            }
+        });
+        Events { events }
+    }
+
+    fn all(&self) -> Vec<FlowEvent> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// 2,000 short connections beside 1,000 long-lived ones; returns the
+/// archive's segments, the events, the short connections' counter, and
+/// the short connections' server port and client ports.
+fn churn(archive_short: bool) -> (Vec<Segment>, Vec<FlowEvent>, f64, u16, BTreeSet<u16>) {
     let ns = Netns::new();
     let tmp = output_dir();
     let out = tmp.path().join("out");
+    let socket = tmp.path().join("events.sock");
     let mut flags = FAST.to_vec();
-    flags.extend(["-exclude-local=false", "-archive-short-connections"]);
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    flags.push("-exclude-local=false");
+    if archive_short {
+        flags.push("-archive-short-connections");
+    }
+    let mut agent = Agent::builder()
+        .netns(&ns)
+        .output(&out)
+        .uuid_prefix(harness::agent::UUID_PREFIX)
+        .metrics_on(harness::metrics::METRICS_PORT)
+        .eventsocket(&socket)
+        .args(flags)
+        .start();
+    let events = Events::connect(&socket);
 
     // Long-lived connections beside the churn, as on a busy server.
     let (_listener, _long) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let long: Vec<Connection> = (0..50).map(|_| Connection::open(&listener)).collect();
+        let long: Vec<Connection> = (0..1000).map(|_| Connection::open(&listener)).collect();
         (listener, long)
     });
-    const SHORT: usize = 2_000;
     let (short_port, short_clients) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let target = listener.local_addr().unwrap();
@@ -109,43 +149,117 @@ fn short_connections_are_archived_once_each_with_their_final_snapshot() {
         server.join().unwrap();
         (target.port(), clients)
     });
-    // Each short connection is a client and a server socket; the churn's
-    // listener closes too. Then nothing more closes for a stats interval.
-    wait_until(Duration::from_secs(30), "the churn closed", || {
+    // Then nothing more closes for a stats interval.
+    wait_until(Duration::from_secs(30), "the churn over", || {
         let closed: Vec<u64> = agent
             .stats_lines()
             .iter()
             .map(|s| s.get("closed"))
             .collect();
-        matches!(closed.as_slice(), [.., a, b] if a == b && *b >= 2 * SHORT as u64)
+        matches!(closed.as_slice(), [.., a, b, c] if a == b && b == c)
     });
+    let short = ns
+        .scrape()
+        .expect("metrics")
+        .value(
+            "tcpinfo_short_connections_total",
+            &[("family", "ipv4"), ("remote_scope", "loopback")],
+        )
+        .unwrap();
     agent.terminate();
+    (
+        read_all(&out),
+        events.all(),
+        short,
+        short_port,
+        short_clients,
+    )
+}
 
-    let segments = read_all(&out);
+const SHORT: usize = 2_000;
+
+/// The short connections' ends in `segments`: (client ends, server ends).
+fn short_ends<'a>(
+    segments: &'a [Segment],
+    port: u16,
+    clients: &BTreeSet<u16>,
+) -> (Vec<&'a Segment>, Vec<&'a Segment>) {
+    let ends = |client: bool| {
+        segments
+            .iter()
+            .filter(|seg| {
+                let idm = harness::archive::idm(&seg.snapshots()[0]);
+                let (ours, theirs) = if client {
+                    (idm.dport(), idm.sport())
+                } else {
+                    (idm.sport(), idm.dport())
+                };
+                // The 4-tuple, not the port alone: a long-lived connection
+                // may share a client port with a short one.
+                ours == port && clients.contains(&theirs)
+            })
+            .collect::<Vec<_>>()
+    };
+    (ends(true), ends(false))
+}
+
+#[test]
+fn short_connections_are_archived_once_each_with_their_final_snapshot() {
+    let (segments, events, _, port, clients) = churn(true);
     let mut files_per_cookie: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut archived_clients = 0;
     for seg in &segments {
         seg.assert_metadata_first();
         assert_eq!(seg.sequence, 0, "{}", seg.uuid);
         *files_per_cookie.entry(seg.cookie()).or_default() += 1;
-        let first = &seg.snapshots()[0];
-        let idm = harness::archive::idm(first);
-        // A client end of the churn (its port may also serve a long-lived
-        // connection to another address: the 4-tuple is what is unique).
-        if idm.dport() == short_port && short_clients.contains(&idm.sport()) {
-            let last = seg.snapshots().last().unwrap();
-            assert_eq!(info_state(last), state::CLOSE, "{}", seg.uuid);
-            archived_clients += 1;
-        }
     }
     assert!(
         files_per_cookie.values().all(|&n| n == 1),
         "one file per connection, never a second .00000"
     );
+    let (client_ends, _) = short_ends(&segments, port, &clients);
     assert!(
-        archived_clients * 100 >= SHORT * 99,
-        "{archived_clients} of {SHORT} short connections archived"
+        client_ends.len() * 100 >= SHORT * 99,
+        "{} of {SHORT} short connections archived",
+        client_ends.len()
     );
+    let mut by_uuid: BTreeMap<&str, Vec<TcpEvent>> = BTreeMap::new();
+    for event in &events {
+        by_uuid.entry(&event.uuid).or_default().push(event.event);
+    }
+    for seg in client_ends {
+        let last = seg.snapshots().last().unwrap();
+        assert_eq!(info_state(last), state::CLOSE, "{}", seg.uuid);
+        assert_eq!(
+            by_uuid.get(seg.uuid.as_str()).map(Vec::as_slice),
+            Some(&[TcpEvent::Open, TcpEvent::Close][..]),
+            "{}: one open, then one close",
+            seg.uuid
+        );
+    }
+    assert!(
+        by_uuid
+            .values()
+            .all(|kinds| kinds.iter().filter(|k| **k == TcpEvent::Open).count() == 1),
+        "no connection announced open twice"
+    );
+}
+
+#[test]
+fn without_archiving_them_short_connections_are_counted() {
+    let (segments, _, short, port, clients) = churn(false);
+    let (client_ends, server_ends) = short_ends(&segments, port, &clients);
+    // Every end of every short connection is either archived (a poll saw
+    // it) or counted as short: both ends live in this namespace. (The
+    // harness's own HTTP requests to /-/ready and /metrics are a few short
+    // loopback connections more.)
+    let accounted = short as usize + client_ends.len() + server_ends.len();
+    assert!(
+        (2 * SHORT..=2 * SHORT + 8).contains(&accounted),
+        "short {short}, archived {} + {}",
+        client_ends.len(),
+        server_ends.len()
+    );
+    assert!(short as usize >= SHORT, "most ends were short: {short}");
 }
 
 /// Opens `n` loopback connections in `ns`, waits until the agent archived
