@@ -484,28 +484,24 @@ mod tests {
             assert!(!line.contains('\n'), "{line:?}");
         }
         // The bounds themselves are accepted.
-        let c = parse(&[
-            "-poll-interval=1ms",
-            "-flush-interval=1h",
-            "-rotation-interval=24h",
-            "-stats-interval=100ms",
-        ])
-        .unwrap();
-        assert_eq!(c.poll_interval, POLL_INTERVAL.min);
-        assert_eq!(c.flush_interval, FLUSH_INTERVAL.max);
-        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.max);
-        assert_eq!(c.stats_interval, STATS_INTERVAL.min);
-        let c = parse(&[
-            "-rotation-interval=1s",
-            "-stats-interval=24h",
-            "-poll-interval=1h",
-            "-flush-interval=1ms",
-        ])
-        .unwrap();
-        assert_eq!(c.rotation_interval, ROTATION_INTERVAL.min);
-        assert_eq!(c.stats_interval, STATS_INTERVAL.max);
-        assert_eq!(c.poll_interval, POLL_INTERVAL.max);
-        assert_eq!(c.flush_interval, FLUSH_INTERVAL.min);
+        let flags = [
+            ("poll-interval", POLL_INTERVAL),
+            ("flush-interval", FLUSH_INTERVAL),
+            ("rotation-interval", ROTATION_INTERVAL),
+            ("stats-interval", STATS_INTERVAL),
+        ];
+        for (flag, range) in flags {
+            for (text, bound) in [(range.text.0, range.min), (range.text.1, range.max)] {
+                let c = parse(&[&format!("-{flag}={text}")]).unwrap();
+                let got = match flag {
+                    "poll-interval" => c.poll_interval,
+                    "flush-interval" => c.flush_interval,
+                    "rotation-interval" => c.rotation_interval,
+                    _ => c.stats_interval,
+                };
+                assert_eq!(got, bound, "-{flag}={text}");
+            }
+        }
         // Not a duration at all: the parser's own message.
         let line = goflag::one_line(&parse(&["-poll-interval=fast"]).unwrap_err());
         assert!(line.contains("invalid duration \"fast\""), "{line}");

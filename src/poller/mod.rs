@@ -99,9 +99,7 @@ pub struct NoticeConfig {
 struct Poll {
     cache: Cache,
     exclusion: Exclusion,
-    anonymizer: Anonymizer,
-    shards: Vec<ShardQueue>,
-    observers: Vec<Box<dyn PollObserver>>,
+    out: Outlets,
     stats: Arc<Stats>,
     timestamp_ms: i64,
     /// Replies of the current dump by family: [IPv4, IPv6].
@@ -169,9 +167,11 @@ impl<S: DumpSource> Poller<S> {
             poll: Poll {
                 cache: Cache::new(),
                 exclusion,
-                anonymizer,
-                shards,
-                observers,
+                out: Outlets {
+                    anonymizer,
+                    shards,
+                    observers,
+                },
                 stats,
                 timestamp_ms: 0,
                 family_counts: [0; 2],
@@ -214,7 +214,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
     /// (the other shards still get everything pending).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<u64, ShardGone> {
         let polled = self.poll_until(stop);
-        let drained = hand_over(&mut self.poll.shards, ShardQueue::drain);
+        let drained = hand_over(&mut self.poll.out.shards, ShardQueue::drain);
         let cycles = polled?;
         drained.map(|()| cycles)
     }
@@ -259,7 +259,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             cycles += 1;
 
             if start >= next_refresh {
-                self.poll.anonymizer.refresh_local_addresses();
+                self.poll.out.anonymizer.refresh_local_addresses();
                 next_refresh = start + LOCAL_ADDRESS_REFRESH;
             }
             if start >= next_summary {
@@ -278,7 +278,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
         let poll = &mut self.poll;
         poll.cache.begin_cycle_at(now_ms());
         poll.cycle += 1;
-        for shard in &mut poll.shards {
+        for shard in &mut poll.out.shards {
             shard.pending.poll = poll.cycle;
         }
         let mut complete = true;
@@ -311,7 +311,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                         ipv4,
                         ipv6,
                     };
-                    for o in &mut poll.observers {
+                    for o in &mut poll.out.observers {
                         o.dump_finished(&report);
                     }
                 }
@@ -335,7 +335,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                     complete = false;
                     add(&poll.stats.netlink_errors, 1);
                     log_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
-                    for o in &mut poll.observers {
+                    for o in &mut poll.out.observers {
                         o.error(e.kind());
                     }
                 }
@@ -354,8 +354,9 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             let timestamp_ms = now_ms();
             let Poll {
                 cache,
-                shards,
-                observers,
+                out: Outlets {
+                    shards, observers, ..
+                },
                 stats,
                 recently_closed,
                 ..
@@ -382,8 +383,8 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             }
         }
         add(&poll.stats.polls, 1);
-        let handed = hand_over(&mut poll.shards, ShardQueue::dispatch);
-        for o in &mut poll.observers {
+        let handed = hand_over(&mut poll.out.shards, ShardQueue::dispatch);
+        for o in &mut poll.out.observers {
             o.cycle_finished(since_last, &poll.cache);
         }
         handed
@@ -405,6 +406,31 @@ fn hand_over(
         }
     }
     first
+}
+
+/// Where the poller's findings go: the writer shards and the observers,
+/// with the anonymization both see.
+struct Outlets {
+    anonymizer: Anonymizer,
+    shards: Vec<ShardQueue>,
+    observers: Vec<Box<dyn PollObserver>>,
+}
+
+impl Outlets {
+    /// Opens an archived connection on writer shard `shard`: its file's
+    /// first item, and the open announced to the observers. Returns how
+    /// its addresses are anonymized.
+    fn open(&mut self, shard: usize, msg: &InetDiagMsg, timestamp_ms: i64) -> AnonymizeMask {
+        let cookie = msg.cookie();
+        let anonymize = self.anonymizer.mask_for(msg);
+        self.shards[shard]
+            .pending
+            .open(cookie, timestamp_ms, anonymize);
+        for o in &mut self.observers {
+            o.connection_opened(cookie, msg, anonymize, timestamp_ms);
+        }
+        anonymize
+    }
 }
 
 /// Counts a connection seen only by its destroy notice, by family and the
@@ -450,13 +476,8 @@ impl Poll {
     /// One destroy notice: the socket's final snapshot (written when it is
     /// a change, like any other), then its close, at the notice's time.
     fn notice(&mut self, payload: &[u8], timestamp_ms: i64) {
-        let record = match DiagRecord::parse(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                add(&self.stats.parse_errors, 1);
-                log_limited!(PARSE_ERRORS, "skipping malformed destroy notice: {e}");
-                return;
-            }
+        let Some(record) = self.parse(payload, "destroy notice") else {
+            return;
         };
         let msg = record.msg();
         let cookie = msg.cookie();
@@ -464,7 +485,7 @@ impl Poll {
             return;
         }
         let (update, entry) = self.cache.update(&record);
-        let shard = shard_of(cookie, self.shards.len());
+        let shard = shard_of(cookie, self.out.shards.len());
         let archived = match update {
             Update::New => {
                 // Opened and destroyed between two polls.
@@ -473,14 +494,8 @@ impl Poll {
                 if entry.excluded || !self.archive_short_connections {
                     false
                 } else {
-                    entry.anonymize = self.anonymizer.mask_for(&msg);
-                    self.shards[shard]
-                        .pending
-                        .open(cookie, timestamp_ms, entry.anonymize);
-                    for o in &mut self.observers {
-                        o.connection_opened(cookie, &msg, entry.anonymize, timestamp_ms);
-                    }
-                    self.shards[shard]
+                    entry.anonymize = self.out.open(shard, &msg, timestamp_ms);
+                    self.out.shards[shard]
                         .pending
                         .snapshot(cookie, timestamp_ms, payload);
                     add(&self.stats.queued, 1);
@@ -489,7 +504,7 @@ impl Poll {
             }
             Update::Changed(_) if !entry.excluded => {
                 add(&self.stats.changed, 1);
-                self.shards[shard]
+                self.out.shards[shard]
                     .pending
                     .snapshot(cookie, timestamp_ms, payload);
                 add(&self.stats.queued, 1);
@@ -497,12 +512,12 @@ impl Poll {
             }
             Update::Changed(_) | Update::Unchanged => !entry.excluded,
         };
-        for o in &mut self.observers {
+        for o in &mut self.out.observers {
             o.socket_gone(cookie, entry);
         }
         if archived {
-            self.shards[shard].pending.close(cookie, timestamp_ms);
-            for o in &mut self.observers {
+            self.out.shards[shard].pending.close(cookie, timestamp_ms);
+            for o in &mut self.out.observers {
                 o.connection_closed(cookie, timestamp_ms);
             }
             add(&self.stats.closed, 1);
@@ -511,26 +526,33 @@ impl Poll {
         self.recently_closed.insert(cookie, timestamp_ms);
     }
 
-    fn handle(&mut self, payload: &[u8]) {
-        let record = match DiagRecord::parse(payload) {
-            Ok(r) => r,
+    /// `payload` as a reply, or `None` (counted, logged) when it is not one.
+    fn parse<'a>(&self, payload: &'a [u8], what: &str) -> Option<DiagRecord<'a>> {
+        match DiagRecord::parse(payload) {
+            Ok(record) => {
+                let skipped = record.skipped_attributes();
+                if skipped != 0 {
+                    add(&self.stats.skipped_attributes, u64::from(skipped));
+                }
+                Some(record)
+            }
             Err(e) => {
                 add(&self.stats.parse_errors, 1);
-                log_limited!(PARSE_ERRORS, "skipping malformed sock_diag reply: {e}");
-                return;
+                log_limited!(PARSE_ERRORS, "skipping malformed {what}: {e}");
+                None
             }
-        };
-        if record.skipped_attributes() != 0 {
-            add(
-                &self.stats.skipped_attributes,
-                u64::from(record.skipped_attributes()),
-            );
         }
+    }
+
+    fn handle(&mut self, payload: &[u8]) {
+        let Some(record) = self.parse(payload, "sock_diag reply") else {
+            return;
+        };
         let timestamp_ms = self.timestamp_ms;
         self.family_counts[usize::from(record.msg().family() == inetdiag::AF_INET6)] += 1;
         let (update, entry) = self.cache.update(&record);
         let cookie = record.msg().cookie();
-        let shard = shard_of(cookie, self.shards.len());
+        let shard = shard_of(cookie, self.out.shards.len());
         match update {
             Update::Unchanged => return,
             Update::New => {
@@ -543,13 +565,7 @@ impl Poll {
                 if entry.excluded {
                     return;
                 }
-                entry.anonymize = self.anonymizer.mask_for(&msg);
-                self.shards[shard]
-                    .pending
-                    .open(cookie, timestamp_ms, entry.anonymize);
-                for o in &mut self.observers {
-                    o.connection_opened(cookie, &msg, entry.anonymize, timestamp_ms);
-                }
+                entry.anonymize = self.out.open(shard, &msg, timestamp_ms);
             }
             Update::Changed(_) => {
                 add(&self.stats.changed, 1);
@@ -558,7 +574,7 @@ impl Poll {
                 }
             }
         }
-        self.shards[shard]
+        self.out.shards[shard]
             .pending
             .snapshot(cookie, timestamp_ms, payload);
         add(&self.stats.queued, 1);

@@ -47,6 +47,14 @@ fn cookie_of(dump: &CapturedDump, ends: Ends) -> u64 {
         .unwrap_or_else(|| panic!("{ends:?} in the dump"))
 }
 
+/// Dump 1 of the story (every connection established), and the same
+/// without connection B's two ends.
+fn with_and_without_b() -> (CapturedDump, CapturedDump) {
+    let all = story()[1].clone();
+    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    (all, without_b)
+}
+
 /// `dump` without the sockets at `gone`.
 fn without(dump: &CapturedDump, gone: &[Ends]) -> CapturedDump {
     CapturedDump::from_records(
@@ -204,19 +212,17 @@ fn an_unchanged_dump_hands_nothing_over() {
 
 #[test]
 fn a_failed_dump_closes_nothing() {
-    let dumps = story();
-    let all = dumps[1].clone();
-    let missing_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let (all, without_b) = with_and_without_b();
     let script = vec![
         Reply::Dump(all.clone()),
         // Half the sockets arrive, then the socket fails.
         Reply::BreakOff {
-            dump: CapturedDump::from_records_in(missing_b.records(), 3),
+            dump: CapturedDump::from_records_in(without_b.records(), 3),
             datagrams: 1,
             errno: libc::ENOBUFS,
         },
         Reply::BreakOff {
-            dump: missing_b,
+            dump: without_b,
             datagrams: 0,
             errno: libc::EIO,
         },
@@ -232,16 +238,14 @@ fn a_failed_dump_closes_nothing() {
 
 #[test]
 fn an_interrupted_dump_closes_nothing_and_a_later_complete_one_does() {
-    let dumps = story();
-    let all = dumps[1].clone();
-    let missing_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let (all, without_b) = with_and_without_b();
     let script = replies([
         all.clone(),
         // NLM_F_DUMP_INTR: the table changed under the dump, B was missed.
-        missing_b.clone().interrupted(),
+        without_b.clone().interrupted(),
         all.clone(),
         // A complete, consistent dump without B: now B is gone.
-        missing_b,
+        without_b,
     ]);
     let mut rig = rig(script, 1);
     rig.run().unwrap();
@@ -301,8 +305,7 @@ fn an_attribute_type_above_63_keeps_the_rest_of_the_record() {
 
 #[test]
 fn a_refused_all_families_dump_falls_back_to_one_dump_per_family() {
-    let dumps = story();
-    let all = dumps[1].clone();
+    let all = story()[1].clone();
     let mut script = vec![Reply::Refuse {
         errno: libc::EINVAL,
     }];
@@ -516,9 +519,7 @@ const NOTICES: NoticeConfig = NoticeConfig {
 
 #[test]
 fn a_destroy_notice_is_the_last_snapshot_and_closes_the_connection_at_once() {
-    let dumps = story();
-    let all = dumps[1].clone();
-    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let (all, without_b) = with_and_without_b();
     let mut rig = rig(replies([all.clone(), without_b.clone(), without_b]), 1).with_notices(
         vec![
             NoticeBatch::default(),
@@ -552,9 +553,7 @@ fn a_destroy_notice_is_the_last_snapshot_and_closes_the_connection_at_once() {
 
 #[test]
 fn with_notices_an_absence_closes_only_after_the_grace_period() {
-    let dumps = story();
-    let all = dumps[1].clone();
-    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let (all, without_b) = with_and_without_b();
     let mut script = replies([all.clone()]);
     // Far more cycles than the grace period needs, at 1 ms each.
     script.extend((0..400).map(|_| Reply::Dump(without_b.clone())));
@@ -589,9 +588,7 @@ fn with_notices_an_absence_closes_only_after_the_grace_period() {
 
 #[test]
 fn a_notice_after_an_absence_close_opens_nothing() {
-    let dumps = story();
-    let all = dumps[1].clone();
-    let without_b = without(&all, &[B_CLIENT, B_SERVER]);
+    let (all, without_b) = with_and_without_b();
     let mut rig = rig(replies([all.clone(), without_b.clone(), without_b]), 1).with_notices(
         vec![
             NoticeBatch::default(),

@@ -113,10 +113,12 @@ fn a_process_without_any_capability_receives_notices() {
         .env("TCPINFO_NOTICES_UNPRIVILEGED", "1")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"));
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the unprivileged run: {stdout}{stderr}"
+    );
 }

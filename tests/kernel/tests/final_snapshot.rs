@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,34 +17,27 @@ use harness::traffic::Connection;
 use harness::{wait_until, Agent, Netns};
 use tcpinfo_eventsocket::{client, FlowEvent, TcpEvent};
 
-#[test]
-fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
+/// An agent archiving everything (loopback included) in a namespace of
+/// its own, with `extra` flags; the directory lives as long as the TempDir.
+fn archiving_agent(extra: &[&str]) -> (Netns, tempfile::TempDir, PathBuf, Agent) {
     let ns = Netns::new();
     let tmp = output_dir();
     let out = tmp.path().join("out");
     let mut flags = FAST.to_vec();
     flags.push("-exclude-local=false");
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    flags.extend_from_slice(extra);
+    let agent = Agent::start(Some(&ns), &out, &flags);
+    (ns, tmp, out, agent)
+}
+
+#[test]
+fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
+    let (ns, _tmp, out, mut agent) = archiving_agent(&[]);
 
     const CONNECTIONS: usize = 5;
     const SENT: usize = 64_000 + 777;
-    let (_listener, conns) = ns.enter(|| {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let conns: Vec<Connection> = (0..CONNECTIONS)
-            .map(|_| Connection::open(&listener))
-            .collect();
-        (listener, conns)
-    });
-    let server_cookies: Vec<u64> = conns
-        .iter()
-        .map(|c| harness::traffic::socket_cookie(&c.server))
-        .collect();
     // Archived (a poll saw them) before anything is sent.
-    wait_until(Duration::from_secs(10), "the connections' files", || {
-        server_cookies
-            .iter()
-            .all(|&c| !live_segments_of(&out, c).is_empty())
-    });
+    let (_listener, conns, server_cookies) = open_archived(&ns, &out, CONNECTIONS);
     for mut conn in conns {
         // Everything goes out right before the close: a 10 ms poll sees
         // at most part of it.
@@ -53,12 +47,7 @@ fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
         conn.server.read_to_end(&mut received).unwrap();
         assert_eq!(received.len(), SENT);
     }
-    wait_until(Duration::from_secs(10), "every connection closed", || {
-        agent
-            .stats_lines()
-            .last()
-            .is_some_and(|s| s.get("closed") >= 2 * CONNECTIONS as u64)
-    });
+    wait_closed(&agent, 2 * CONNECTIONS as u64, 10);
     agent.terminate();
 
     let segments = read_all(&out);
@@ -262,9 +251,22 @@ fn without_archiving_them_short_connections_are_counted() {
     assert!(short as usize >= SHORT, "most ends were short: {short}");
 }
 
-/// Opens `n` loopback connections in `ns`, waits until the agent archived
-/// them all, then closes them all at once; returns the server cookies.
-fn open_archived_then_close_all(ns: &Netns, out: &std::path::Path, n: usize) -> Vec<u64> {
+/// Waits (at most `seconds`) until the agent's stats count `closes`.
+fn wait_closed(agent: &Agent, closes: u64, seconds: u64) {
+    wait_until(Duration::from_secs(seconds), "the closes", || {
+        let last = agent.stats_lines().pop();
+        last.is_some_and(|s| s.get("closed") >= closes)
+    });
+}
+
+/// Opens `n` loopback connections in `ns` and waits until the agent
+/// archived them all (a poll saw them); returns the listener, the
+/// connections and their server ends' cookies.
+fn open_archived(
+    ns: &Netns,
+    out: &std::path::Path,
+    n: usize,
+) -> (TcpListener, Vec<Connection>, Vec<u64>) {
     let (listener, conns) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let conns: Vec<Connection> = (0..n).map(|_| Connection::open(&listener)).collect();
@@ -279,29 +281,22 @@ fn open_archived_then_close_all(ns: &Netns, out: &std::path::Path, n: usize) -> 
             .iter()
             .all(|&c| !live_segments_of(out, c).is_empty())
     });
-    drop(conns);
-    drop(listener);
-    cookies
+    (listener, conns, cookies)
+}
+
+/// [`open_archived`], then every connection closes at once.
+fn open_archived_then_close_all(ns: &Netns, out: &std::path::Path, n: usize) -> Vec<u64> {
+    open_archived(ns, out, n).2
 }
 
 #[test]
 fn a_notice_flood_loses_no_close_and_every_file_completes() {
-    let ns = Netns::new();
-    let tmp = output_dir();
-    let out = tmp.path().join("out");
-    let mut flags = FAST.to_vec();
     // A receive buffer of a few notices: a burst of 400 closes overflows it.
-    flags.extend(["-exclude-local=false", "-destroy-notices.buffer=4096"]);
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let (ns, _tmp, out, mut agent) = archiving_agent(&["-destroy-notices.buffer=4096"]);
     const N: usize = 200;
     let cookies = open_archived_then_close_all(&ns, &out, N);
     // Closed by notice or, for those whose notice was lost, by absence.
-    wait_until(Duration::from_secs(20), "every connection closed", || {
-        agent
-            .stats_lines()
-            .last()
-            .is_some_and(|s| s.get("closed") >= 2 * N as u64)
-    });
+    wait_closed(&agent, 2 * N as u64, 20);
     let log = agent.log_text();
     assert!(
         log.contains("the kernel dropped destroy notices"),
@@ -319,19 +314,9 @@ fn a_notice_flood_loses_no_close_and_every_file_completes() {
 
 #[test]
 fn without_destroy_notices_connections_close_on_their_absence_as_before() {
-    let ns = Netns::new();
-    let tmp = output_dir();
-    let out = tmp.path().join("out");
-    let mut flags = FAST.to_vec();
-    flags.extend(["-exclude-local=false", "-destroy-notices=false"]);
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let (ns, _tmp, out, mut agent) = archiving_agent(&["-destroy-notices=false"]);
     let cookies = open_archived_then_close_all(&ns, &out, 3);
-    wait_until(Duration::from_secs(10), "every connection closed", || {
-        agent
-            .stats_lines()
-            .last()
-            .is_some_and(|s| s.get("closed") >= 6)
-    });
+    wait_closed(&agent, 6, 10);
     assert!(agent.log_text().contains("destroy notices off"));
     agent.terminate();
     let segments = read_all(&out);
@@ -364,12 +349,7 @@ fn csv_of(name: &str, archive: &[u8]) -> Vec<u8> {
 
 #[test]
 fn poll_gaps_count_the_polls_and_leave_the_csv_unchanged() {
-    let ns = Netns::new();
-    let tmp = output_dir();
-    let out = tmp.path().join("out");
-    let mut flags = FAST.to_vec();
-    flags.extend(["-exclude-local=false", "-archive-poll-gaps"]);
-    let mut agent = Agent::start(Some(&ns), &out, &flags);
+    let (ns, _tmp, out, mut agent) = archiving_agent(&["-archive-poll-gaps"]);
     let (_listener, mut conn) = ns.enter(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let conn = Connection::open(&listener);
@@ -389,12 +369,7 @@ fn poll_gaps_count_the_polls_and_leave_the_csv_unchanged() {
         std::thread::sleep(Duration::from_millis(150));
     }
     drop(conn);
-    wait_until(Duration::from_secs(10), "the close", || {
-        agent
-            .stats_lines()
-            .last()
-            .is_some_and(|s| s.get("closed") >= 2)
-    });
+    wait_closed(&agent, 2, 10);
     agent.terminate();
 
     let seg = read_all(&out)
