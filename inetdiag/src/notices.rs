@@ -27,6 +27,12 @@ pub const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
 /// bytes; the kernel may batch several).
 const RECEIVE_BUFFER: usize = 64 * 1024;
 
+/// Datagrams one [`NoticeSource::notices`] call reads at most: when notices
+/// come faster than they are handled, the caller still gets back to its
+/// other work (the rest wait in the socket, or overflow it and are counted
+/// as lost).
+const MAX_DATAGRAMS_PER_READ: usize = 65_536;
+
 /// What one read of the pending notices found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NoticeStats {
@@ -39,9 +45,10 @@ pub struct NoticeStats {
 
 /// A source of destroy notices.
 pub trait NoticeSource {
-    /// Hands every notice received so far to `on_notice` (the payload:
+    /// Hands the notices received so far to `on_notice` (the payload:
     /// `inet_diag_msg` + attributes, as the kernel sent it) and returns at
-    /// once when none is left; never waits for one.
+    /// once when none is left, or after a bounded number; never waits for
+    /// one.
     fn notices(&mut self, on_notice: impl FnMut(&[u8])) -> Result<NoticeStats, Error>;
 }
 
@@ -82,7 +89,7 @@ impl AsFd for NoticeSocket {
 impl NoticeSource for NoticeSocket {
     fn notices(&mut self, mut on_notice: impl FnMut(&[u8])) -> Result<NoticeStats, Error> {
         let mut stats = NoticeStats::default();
-        loop {
+        for _ in 0..MAX_DATAGRAMS_PER_READ {
             let mut window = &mut self.buffer[..];
             let n = match self.socket.recv(&mut window, libc::MSG_TRUNC) {
                 Ok(n) => n,
@@ -103,6 +110,7 @@ impl NoticeSource for NoticeSocket {
             }
             stats.notices += walk_notices(&self.buffer[..n], &mut on_notice)?;
         }
+        Ok(stats)
     }
 }
 

@@ -39,6 +39,14 @@ static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
 static NOTICES_LOST: RateLimit = RateLimit::new(10_000);
 static NOTICE_ERRORS: RateLimit = RateLimit::new(10_000);
 
+/// How long a socket closed on its notice is remembered: its timewait
+/// afterlife shows in the very next dump.
+const AFTERLIFE_MS: i64 = 3_000;
+/// How long a socket closed by its absence is remembered, waiting for a
+/// notice that may still come (an application can hold a reset socket,
+/// out of every dump, for as long as it likes); forgotten at its notice.
+const LATE_NOTICE_MS: i64 = 600_000;
+
 mod recently_closed;
 
 /// Hooks for whoever else wants to know what the poller sees (event socket,
@@ -105,7 +113,12 @@ struct Poll {
     /// Replies of the current dump by family: [IPv4, IPv6].
     family_counts: [usize; 2],
     archive_short_connections: bool,
-    recently_closed: RecentlyClosed,
+    /// Sockets closed on their notice: their timewait afterlife (same
+    /// cookie) must not open again.
+    afterlife: RecentlyClosed,
+    /// Sockets closed by their absence from dumps: a notice that still
+    /// comes for one must not open it again.
+    closed_absent: RecentlyClosed,
     /// The current cycle's number (poll gaps count cycles).
     cycle: u64,
 }
@@ -176,7 +189,8 @@ impl<S: DumpSource> Poller<S> {
                 timestamp_ms: 0,
                 family_counts: [0; 2],
                 archive_short_connections: false,
-                recently_closed: RecentlyClosed::default(),
+                afterlife: RecentlyClosed::new(AFTERLIFE_MS),
+                closed_absent: RecentlyClosed::new(LATE_NOTICE_MS),
                 cycle: 0,
             },
             config,
@@ -358,12 +372,19 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                     shards, observers, ..
                 },
                 stats,
-                recently_closed,
+                afterlife,
+                closed_absent,
                 ..
             } = poll;
-            let closed = cache.end_cycle_absent_for(grace_ms, |cookie, entry| {
+            cache.end_cycle_absent_for(grace_ms, |cookie, entry| {
+                // A destroyed socket's afterlife leaving the dumps: that
+                // socket was counted and closed on its notice.
+                if afterlife.contains(cookie) {
+                    return;
+                }
+                add(&stats.closed, 1);
                 if with_notices {
-                    recently_closed.insert(cookie, timestamp_ms);
+                    closed_absent.insert(cookie, timestamp_ms);
                 }
                 for o in observers.iter_mut() {
                     o.socket_gone(cookie, entry);
@@ -371,16 +392,15 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 if entry.excluded {
                     return;
                 }
+                if with_notices {
+                    add(&stats.absent_closes, 1);
+                }
                 let shard = shard_of(cookie, shards.len());
                 shards[shard].pending.close(cookie, timestamp_ms);
                 for o in observers.iter_mut() {
                     o.connection_closed(cookie, timestamp_ms);
                 }
             });
-            add(&stats.closed, closed as u64);
-            if with_notices {
-                add(&stats.absent_closes, closed as u64);
-            }
         }
         add(&poll.stats.polls, 1);
         let handed = hand_over(&mut poll.out.shards, ShardQueue::dispatch);
@@ -436,6 +456,10 @@ impl Outlets {
 /// Counts a connection seen only by its destroy notice, by family and the
 /// scope of its remote address.
 fn count_short_connection(stats: &Stats, msg: &InetDiagMsg) {
+    // A socket that never connected (bound, then closed) is no connection.
+    if msg.dport() == 0 {
+        return;
+    }
     let family = usize::from(msg.family() == inetdiag::AF_INET6);
     let scope = match classify(msg.dst()) {
         Scope::Loopback => 0,
@@ -454,7 +478,8 @@ impl Poll {
     /// Reads every destroy notice that arrived, without waiting for one.
     fn read_notices(&mut self, notices: &mut impl NoticeSource) {
         let timestamp_ms = now_ms();
-        self.recently_closed.expire(timestamp_ms);
+        self.afterlife.expire(timestamp_ms);
+        self.closed_absent.expire(timestamp_ms);
         match notices.notices(|payload| self.notice(payload, timestamp_ms)) {
             Ok(read) => {
                 add(&self.stats.destroy_notices, read.notices as u64);
@@ -481,9 +506,12 @@ impl Poll {
         };
         let msg = record.msg();
         let cookie = msg.cookie();
-        if self.recently_closed.contains(cookie) {
+        // Closed already: on its absence (this is its late notice), or on
+        // an earlier notice.
+        if self.closed_absent.remove(cookie) || self.afterlife.contains(cookie) {
             return;
         }
+        let known = self.cache.contains(cookie);
         let (update, entry) = self.cache.update(&record);
         let shard = shard_of(cookie, self.out.shards.len());
         let archived = match update {
@@ -520,10 +548,12 @@ impl Poll {
             for o in &mut self.out.observers {
                 o.connection_closed(cookie, timestamp_ms);
             }
+        }
+        if known || archived {
             add(&self.stats.closed, 1);
         }
         self.cache.remove(cookie);
-        self.recently_closed.insert(cookie, timestamp_ms);
+        self.afterlife.insert(cookie, timestamp_ms);
     }
 
     /// `payload` as a reply, or `None` (counted, logged) when it is not one.
@@ -560,8 +590,9 @@ impl Poll {
                 let msg = record.msg();
                 // A destroyed socket's timewait mini-socket, under its
                 // cookie: tracked, never opened again.
-                entry.excluded =
-                    self.recently_closed.contains(cookie) || self.exclusion.excludes(&msg);
+                entry.excluded = self.afterlife.contains(cookie)
+                    || self.closed_absent.contains(cookie)
+                    || self.exclusion.excludes(&msg);
                 if entry.excluded {
                     return;
                 }

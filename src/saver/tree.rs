@@ -171,12 +171,14 @@ impl OutputTree {
 
 /// Walks (and creates) `dirs` below `root`, one component at a time:
 /// `mkdirat`, then `openat` with `O_NOFOLLOW`, so a symbolic link in place
-/// of a directory is an error, never followed.
+/// of a directory is an error, never followed; and a directory someone
+/// else made (in a shared, sticky output directory) is an error too, never
+/// written into: its owner could remove or swap what the agent wrote.
 fn walk(root: BorrowedFd<'_>, dirs: &Path) -> io::Result<OwnedFd> {
     let mut current: Option<OwnedFd> = None;
     for component in dirs.iter() {
         let parent = current.as_ref().map_or(root, |fd| fd.as_fd());
-        match mkdirat(parent, component, Mode::from_bits_truncate(0o777)) {
+        match mkdirat(parent, component, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
@@ -186,11 +188,31 @@ fn walk(root: BorrowedFd<'_>, dirs: &Path) -> io::Result<OwnedFd> {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
+        ours(&next, component)?;
         // The level above closes here: besides the day's own (claimed)
         // descriptor one more is open at a time, within the reserve.
         current = Some(next);
     }
     current.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no date directory"))
+}
+
+/// Fails unless `dir` belongs to root or to the agent's user and no one
+/// else may write into it.
+fn ours(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    let st = nix::sys::stat::fstat(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if (st.st_uid != 0 && st.st_uid != me) || st.st_mode & 0o002 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {} (mode {:04o}): not a directory of the agent's",
+                name.to_string_lossy(),
+                st.st_uid,
+                st.st_mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The path of a segment relative to the output directory, and its file

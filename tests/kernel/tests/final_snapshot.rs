@@ -396,8 +396,9 @@ fn poll_gaps_count_the_polls_and_leave_the_csv_unchanged() {
         let polls = gap["Polls"].as_i64().expect("every later line has one");
         let ms = gap["Milliseconds"].as_i64().unwrap();
         assert_eq!(ms, time(&pair[1]) - time(&pair[0]), "{gap}");
-        // One poll every 10 ms: the count and the time agree.
-        assert!(polls >= 1 && (ms - 10 * polls).abs() <= 10 + polls, "{gap}");
+        // Polls start 10 ms apart at the soonest (later when the machine
+        // is busy): the time covers at least the polls counted.
+        assert!(polls >= 1 && ms + 2 >= 10 * (polls - 1), "{gap}");
         if polls >= 10 {
             quiet += 1;
         }
