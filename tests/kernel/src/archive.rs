@@ -233,3 +233,29 @@ pub fn output_dir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// After a clean stop with final counters `stats`: `files` archive files
+/// under `out`, each passing `zstd -t` with its metadata line first, that
+/// hold exactly the snapshots counted queued and written, none dropped.
+/// Returns the files.
+pub fn assert_complete_archive(
+    out: &Path,
+    stats: &crate::Stats,
+    files: usize,
+    what: &str,
+) -> Vec<PathBuf> {
+    let paths = archive_files(out);
+    assert_eq!(paths.len(), files, "{what}");
+    let mut snapshots = 0;
+    for p in &paths {
+        let complete = zstd_cli_accepts(p);
+        assert!(complete, "{what}: zstd -t fails on {}", p.display());
+        let seg = read_segment(p);
+        seg.assert_metadata_first();
+        snapshots += seg.snapshots().len() as u64;
+    }
+    assert_eq!(snapshots, stats.get("queued"), "{what}: {stats:?}");
+    assert_eq!(snapshots, stats.get("written"), "{what}: {stats:?}");
+    assert_eq!(stats.get("dropped"), 0, "{what}");
+    paths
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use harness::agent::FAST;
 use harness::archive::{
-    archive_files, frames, output_dir, parse_lines, read_segment, segment_of, zstd_cli_accepts,
+    archive_files, assert_complete_archive, frames, output_dir, parse_lines, segment_of,
 };
 use harness::process::Signal;
 use harness::traffic::{Connection, Pump};
@@ -116,20 +116,5 @@ fn sigterm_under_load_completes_every_file_with_every_queued_snapshot() {
     });
     let stats = agent.terminate();
     drop(pump);
-    let files = archive_files(&out);
-    assert_eq!(files.len(), 4001);
-    let mut snapshots = 0;
-    for path in &files {
-        assert!(
-            zstd_cli_accepts(path),
-            "zstd -t fails on {}",
-            path.display()
-        );
-        let segment = read_segment(path);
-        segment.assert_metadata_first();
-        snapshots += segment.snapshots().len() as u64;
-    }
-    assert_eq!(snapshots, stats.get("queued"), "{stats:?}");
-    assert_eq!(snapshots, stats.get("written"), "{stats:?}");
-    assert_eq!(stats.get("dropped"), 0);
+    assert_complete_archive(&out, &stats, 4001, "SIGTERM under load");
 }

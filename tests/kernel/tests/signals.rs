@@ -10,7 +10,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use harness::agent::FAST;
-use harness::archive::{archive_files, output_dir, read_segment, zstd_cli_accepts};
+use harness::archive::{archive_files, assert_complete_archive, output_dir};
 use harness::metrics::METRICS_PORT;
 use harness::process::Signal;
 use harness::traffic::Connection;
@@ -53,22 +53,7 @@ fn assert_finished(what: &str, status: ExitStatus, log: &[String], out: &Path, f
         .find(|l| l.contains("final stats:"))
         .unwrap_or_else(|| panic!("{what}: no final stats line in {log:#?}"));
     let stats = Stats::parse(last).unwrap();
-    let paths = archive_files(out);
-    assert_eq!(paths.len(), files, "{what}");
-    let mut snapshots = 0;
-    for p in &paths {
-        assert!(
-            zstd_cli_accepts(p),
-            "{what}: zstd -t fails on {}",
-            p.display()
-        );
-        let seg = read_segment(p);
-        seg.assert_metadata_first();
-        snapshots += seg.snapshots().len() as u64;
-    }
-    assert_eq!(snapshots, stats.get("queued"), "{what}: {stats:?}");
-    assert_eq!(snapshots, stats.get("written"), "{what}: {stats:?}");
-    assert_eq!(stats.get("dropped"), 0, "{what}");
+    let paths = assert_complete_archive(out, &stats, files, what);
     assert_eq!(stats.get("files_closed"), paths.len() as u64, "{what}");
 }
 
