@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use inetdiag::notices::{NoticeSocket, NoticeSource};
 use inetdiag::request::DumpRequest;
-use inetdiag::{DiagRecord, DiagSocket, DumpSource, InetDiagMsg};
+use inetdiag::{DiagRecord, DiagSocket, DumpSource, DumpStats, InetDiagMsg};
 
 use self::recently_closed::RecentlyClosed;
 use crate::address::{classify, Scope};
@@ -285,9 +285,9 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
         Ok(cycles)
     }
 
-    /// One poll: every dump of the cycle, then (only when every dump was
-    /// complete and consistent) the closes, then the hand-over to the
-    /// writers.
+    /// One poll: every dump of the cycle, the destroy notices, then (only
+    /// when every dump was complete and consistent) the closes of what is
+    /// gone, then the hand-over to the writers.
     fn cycle(&mut self, since_last: Option<Duration>) -> Result<(), ShardGone> {
         let poll = &mut self.poll;
         poll.cache.begin_cycle_at(now_ms());
@@ -295,6 +295,31 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
         for shard in &mut poll.out.shards {
             shard.pending.poll = poll.cycle;
         }
+        let complete = self.dump_all();
+        let poll = &mut self.poll;
+        // Notices after the dumps: a socket a dump showed and then was
+        // destroyed gets its final snapshot after its last dumped one.
+        if let Some(notices) = &mut self.notices {
+            poll.read_notices(notices);
+        }
+        // Only a complete, consistent cycle proves a connection gone (and
+        // with notices, only an absence longer than a grace period).
+        if complete {
+            poll.close_absent(self.close_absent_after, self.notices.is_some());
+        }
+        add(&poll.stats.polls, 1);
+        let handed = hand_over(&mut poll.out.shards, ShardQueue::dispatch);
+        for o in &mut poll.out.observers {
+            o.cycle_finished(since_last, &poll.cache);
+        }
+        handed
+    }
+
+    /// Runs the cycle's dumps (falling back to one per family on a kernel
+    /// that refuses the all-families dump); whether every one was complete
+    /// and consistent.
+    fn dump_all(&mut self) -> bool {
+        let poll = &mut self.poll;
         let mut complete = true;
         let mut next = 0;
         while let Some(&request) = self.requests.get(next) {
@@ -307,27 +332,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             match result {
                 Ok(dump) => {
                     self.all_families_worked |= request.is_all_families();
-                    // The socket table changed under the dump: its replies
-                    // are genuine, but a live socket may be missing.
-                    if dump.interrupted {
-                        complete = false;
-                        add(&poll.stats.interrupted_dumps, 1);
-                        log_limited!(
-                            INTERRUPTED_DUMPS,
-                            "the kernel interrupted a dump (NLM_F_DUMP_INTR); no connection is closed this cycle"
-                        );
-                    }
-                    add(&poll.stats.records, dump.records as u64);
-                    let [ipv4, ipv6] = poll.family_counts;
-                    let report = DumpReport {
-                        family: request.family,
-                        elapsed,
-                        ipv4,
-                        ipv6,
-                    };
-                    for o in &mut poll.out.observers {
-                        o.dump_finished(&report);
-                    }
+                    complete &= poll.dump_finished(&request, &dump, elapsed);
                 }
                 // The kernel's answer to a request type it does not serve
                 // (sock_diag_rcv_msg, inet_diag_rcv_msg_compat), before any
@@ -355,59 +360,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 }
             }
         }
-        // Notices after the dumps: a socket a dump showed and then was
-        // destroyed gets its final snapshot after its last dumped one.
-        if let Some(notices) = &mut self.notices {
-            poll.read_notices(notices);
-        }
-        // Only a complete, consistent cycle proves a connection gone (and
-        // with notices, only an absence longer than a grace period).
-        if complete {
-            let grace_ms = self.close_absent_after.as_millis() as i64;
-            let with_notices = self.notices.is_some();
-            let timestamp_ms = now_ms();
-            let Poll {
-                cache,
-                out: Outlets {
-                    shards, observers, ..
-                },
-                stats,
-                afterlife,
-                closed_absent,
-                ..
-            } = poll;
-            cache.end_cycle_absent_for(grace_ms, |cookie, entry| {
-                // A destroyed socket's afterlife leaving the dumps: that
-                // socket was counted and closed on its notice.
-                if afterlife.contains(cookie) {
-                    return;
-                }
-                add(&stats.closed, 1);
-                if with_notices {
-                    closed_absent.insert(cookie, timestamp_ms);
-                }
-                for o in observers.iter_mut() {
-                    o.socket_gone(cookie, entry);
-                }
-                if entry.excluded {
-                    return;
-                }
-                if with_notices {
-                    add(&stats.absent_closes, 1);
-                }
-                let shard = shard_of(cookie, shards.len());
-                shards[shard].pending.close(cookie, timestamp_ms);
-                for o in observers.iter_mut() {
-                    o.connection_closed(cookie, timestamp_ms);
-                }
-            });
-        }
-        add(&poll.stats.polls, 1);
-        let handed = hand_over(&mut poll.out.shards, ShardQueue::dispatch);
-        for o in &mut poll.out.observers {
-            o.cycle_finished(since_last, &poll.cache);
-        }
-        handed
+        complete
     }
 }
 
@@ -451,6 +404,16 @@ impl Outlets {
         }
         anonymize
     }
+
+    /// Closes an archived connection: its file's last item, and the close
+    /// announced to the observers.
+    fn close(&mut self, cookie: u64, timestamp_ms: i64) {
+        let shard = shard_of(cookie, self.shards.len());
+        self.shards[shard].pending.close(cookie, timestamp_ms);
+        for o in &mut self.observers {
+            o.connection_closed(cookie, timestamp_ms);
+        }
+    }
 }
 
 /// Counts a connection seen only by its destroy notice, by family and the
@@ -475,6 +438,72 @@ fn shard_of(cookie: u64, shards: usize) -> usize {
 }
 
 impl Poll {
+    /// Accounts for a dump that completed; whether it was consistent (the
+    /// kernel did not flag it interrupted).
+    fn dump_finished(
+        &mut self,
+        request: &DumpRequest,
+        dump: &DumpStats,
+        elapsed: Duration,
+    ) -> bool {
+        // The socket table changed under the dump: its replies are
+        // genuine, but a live socket may be missing.
+        if dump.interrupted {
+            add(&self.stats.interrupted_dumps, 1);
+            log_limited!(
+                INTERRUPTED_DUMPS,
+                "the kernel interrupted a dump (NLM_F_DUMP_INTR); no connection is closed this cycle"
+            );
+        }
+        add(&self.stats.records, dump.records as u64);
+        let [ipv4, ipv6] = self.family_counts;
+        let report = DumpReport {
+            family: request.family,
+            elapsed,
+            ipv4,
+            ipv6,
+        };
+        for o in &mut self.out.observers {
+            o.dump_finished(&report);
+        }
+        !dump.interrupted
+    }
+
+    /// Closes the connections missing from dumps: at once without destroy
+    /// notices, after `grace` with them (a notice closes the others).
+    fn close_absent(&mut self, grace: Duration, with_notices: bool) {
+        let timestamp_ms = now_ms();
+        let Poll {
+            cache,
+            out,
+            stats,
+            afterlife,
+            closed_absent,
+            ..
+        } = self;
+        cache.end_cycle_absent_for(grace.as_millis() as i64, |cookie, entry| {
+            // A destroyed socket's afterlife leaving the dumps: that socket
+            // was counted and closed on its notice.
+            if afterlife.contains(cookie) {
+                return;
+            }
+            add(&stats.closed, 1);
+            if with_notices {
+                closed_absent.insert(cookie, timestamp_ms);
+            }
+            for o in out.observers.iter_mut() {
+                o.socket_gone(cookie, entry);
+            }
+            if entry.excluded {
+                return;
+            }
+            if with_notices {
+                add(&stats.absent_closes, 1);
+            }
+            out.close(cookie, timestamp_ms);
+        });
+    }
+
     /// Reads every destroy notice that arrived, without waiting for one.
     fn read_notices(&mut self, notices: &mut impl NoticeSource) {
         let timestamp_ms = now_ms();
@@ -544,10 +573,7 @@ impl Poll {
             o.socket_gone(cookie, entry);
         }
         if archived {
-            self.out.shards[shard].pending.close(cookie, timestamp_ms);
-            for o in &mut self.out.observers {
-                o.connection_closed(cookie, timestamp_ms);
-            }
+            self.out.close(cookie, timestamp_ms);
         }
         if known || archived {
             add(&self.stats.closed, 1);
