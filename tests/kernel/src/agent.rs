@@ -16,7 +16,7 @@ use crate::metrics::METRICS_PORT;
 use crate::netns::Netns;
 use crate::process::{Process, Signal};
 use crate::system::run;
-use crate::wait::wait_until;
+use crate::wait::{wait_for, wait_until};
 
 /// The flags most tests pass: fast polling, flushing and logging; the
 /// agent's own metrics listener (port 9990 in the test's namespace) is left
@@ -276,6 +276,19 @@ impl Agent {
             .filter(|l| !l.contains("final stats:"))
             .filter_map(|l| Stats::parse(l))
             .collect()
+    }
+
+    /// Waits (at most `timeout`) until the latest periodic stats line
+    /// satisfies `condition`; returns that line.
+    pub fn wait_for_stats(
+        &self,
+        timeout: Duration,
+        what: &str,
+        condition: impl Fn(&Stats) -> bool,
+    ) -> Stats {
+        wait_for(timeout, what, || {
+            self.stats_lines().pop().filter(|s| condition(s))
+        })
     }
 
     /// Sends `signal` (say, SIGHUP to reload).

@@ -259,3 +259,22 @@ pub fn assert_complete_archive(
     assert_eq!(stats.get("dropped"), 0, "{what}");
     paths
 }
+
+/// The CSV rows M-Lab's csvtool makes of `archive` (plain or zstd JSON
+/// lines, named `name` in errors), and the error that ended the conversion
+/// early, if any (a live file's unfinished frame, say).
+pub fn csv_rows(name: &str, archive: impl std::io::Read) -> (Vec<u8>, Option<String>) {
+    let mut reader = match tcpinfo_archive::ArchiveReader::new(name.to_string(), archive) {
+        Ok(reader) => reader,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    let converted =
+        tcpinfo_archive::CsvConverter::new().convert(&mut reader, &mut out, 1 << 16, |chunk| {
+            rows.extend_from_slice(chunk);
+            chunk.clear();
+            Ok(())
+        });
+    (rows, converted.err().map(|e| e.to_string()))
+}

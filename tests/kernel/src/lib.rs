@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod archive;
+pub mod events;
 pub mod metrics;
 pub mod netns;
 pub mod process;

@@ -83,21 +83,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The last periodic `stats:` line.
-fn last_stats(agent: &Agent) -> Option<Stats> {
-    agent.stats_lines().pop()
-}
-
-/// Waits until the latest stats line satisfies `condition`.
-fn wait_stats(agent: &Agent, what: &str, condition: impl Fn(&Stats) -> bool) -> Stats {
-    let mut seen = None;
-    wait_until(WAIT, what, || {
-        seen = last_stats(agent).filter(|s| condition(s));
-        seen.is_some()
-    });
-    seen.unwrap()
-}
-
 /// Checks every archive file in `files`: no empty file, `zstd -t` clean,
 /// exactly one metadata line and first; returns the snapshot lines.
 fn check_files(files: &[PathBuf]) -> u64 {
@@ -168,20 +153,20 @@ fn a_disk_that_fills_up_during_traffic_and_is_freed_keeps_every_committed_frame(
     // Committed before the disk fills: must be there, intact, at the end.
     let filler = disk.fill();
     let before = committed_lines(&out);
-    let full = wait_stats(&agent, "write errors and drops", |s| {
+    let full = agent.wait_for_stats(WAIT, "write errors and drops", |s| {
         s.get("write") > 0 && s.get("dropped") > 0
     });
     // A full disk costs retries at the flush interval with back-off, not a
     // write per poll: 41 files, 200 polls a second.
-    let later = wait_stats(&agent, "two more seconds of the full disk", |s| {
+    let later = agent.wait_for_stats(WAIT, "two more seconds of the full disk", |s| {
         s.get("polls") > full.get("polls") + 200
     });
     let retries = later.get("write") - full.get("write");
     assert!(retries < 41 * 12, "{retries} failed writes in 2 s");
 
     fs::remove_file(filler).unwrap();
-    let freed = last_stats(&agent).unwrap();
-    wait_stats(&agent, "writing again once the disk is free", |s| {
+    let freed = agent.stats_lines().pop().unwrap();
+    agent.wait_for_stats(WAIT, "writing again once the disk is free", |s| {
         s.get("written") > freed.get("written") + 100
     });
     let conns = pump.stop();
@@ -216,7 +201,7 @@ fn sigterm_on_a_full_disk_leaves_no_empty_or_metadata_less_file() {
     // New connections on the full disk: their files can be created (an
     // inode) but never written.
     let late = busy_connections(&ns, &listener, 10);
-    wait_stats(&agent, "failed writes of the new connections", |s| {
+    agent.wait_for_stats(WAIT, "failed writes of the new connections", |s| {
         s.get("write") > 20 && s.get("new") >= 42
     });
     let fin = agent.terminate();
@@ -267,7 +252,7 @@ fn restart_with_live_connections(full_disk: bool) {
 
     let mut second = Agent::start(Some(&ns), &out, &flags);
     if full_disk {
-        wait_stats(&second, "failed writes", |s| s.get("write") > 41);
+        second.wait_for_stats(WAIT, "failed writes", |s| s.get("write") > 41);
     } else {
         wait_until(WAIT, "the second run's files", || {
             archive_files(&out).len() >= closed.len() + 41
@@ -378,7 +363,7 @@ fn links_and_files_planted_by_an_unprivileged_user_are_never_followed_or_written
     let pump = Pump::start(conns, 100, Duration::from_millis(10));
     // Today's directory is nobody's: the agent refuses to write into it
     // (its owner could remove or swap what the agent wrote there).
-    wait_stats(&agent, "refused creations", |s| s.get("open") > 0);
+    agent.wait_for_stats(WAIT, "refused creations", |s| s.get("open") > 0);
     let _conns = pump.stop();
     let fin = agent.terminate();
     let day_dir = linked.parent().unwrap();
@@ -425,7 +410,7 @@ fn a_date_directory_replaced_by_a_link_is_never_followed() {
     let mut agent = Agent::start(Some(&ns), &out, &archiving_flags(&[]));
     let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap());
     let pump = busy_connections(&ns, &listener, 3);
-    wait_stats(&agent, "refused creations", |s| s.get("open") > 0);
+    agent.wait_for_stats(WAIT, "refused creations", |s| s.get("open") > 0);
     drop(pump);
     let fin = agent.terminate();
 
@@ -453,7 +438,7 @@ fn with_descriptors_exhausted_metrics_still_answer_and_nothing_is_lost() {
     let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap());
     // 60 connections: 121 sockets to archive, far more than 64 descriptors.
     let pump = busy_connections(&ns, &listener, 60);
-    wait_stats(&agent, "creations waiting for descriptors", |s| {
+    agent.wait_for_stats(WAIT, "creations waiting for descriptors", |s| {
         s.get("open") > 0
     });
     for i in 0..8 {

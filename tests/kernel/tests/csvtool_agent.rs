@@ -12,9 +12,10 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use harness::archive::{archive_files, csv_rows};
 use harness::system::tool_path;
 use harness::{wait_for, wait_for_ok, Agent, Netns};
-use tcpinfo_archive::{csv, ArchiveReader, CsvConverter};
+use tcpinfo_archive::csv;
 
 const PAYLOAD: usize = 4 << 20;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -66,32 +67,13 @@ fn ss(ns: &Netns, port: u16) -> Option<Ss> {
 /// Every archive under `dir` as CSV (one header), skipping files the
 /// agent is still in the middle of writing.
 fn csv_of(dir: &Path) -> String {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().contains(".jsonl") {
-                files.push(p);
-            }
-        }
-    }
     let mut all = csv::HEADER.as_bytes().to_vec();
-    for f in files {
+    for f in archive_files(dir) {
         let Ok(file) = std::fs::File::open(&f) else {
             continue;
         };
-        let Ok(mut reader) = ArchiveReader::new(f.display().to_string(), file) else {
-            continue;
-        };
-        let mut out = Vec::new();
-        let _ = CsvConverter::new().convert(&mut reader, &mut out, 1 << 16, |rows| {
-            all.extend_from_slice(rows);
-            rows.clear();
-            Ok(())
-        });
+        // A live file may end in an unfinished frame: its rows so far.
+        all.extend(csv_rows(&f.display().to_string(), file).0);
     }
     String::from_utf8(all).unwrap()
 }

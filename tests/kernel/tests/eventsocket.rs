@@ -6,15 +6,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::archive::archive_files;
+use harness::events::Collector;
 use harness::traffic::Connection;
 use harness::{wait_until, Agent, Netns};
-use tcpinfo_eventsocket::client::{self, ClientError, End, Stopper};
+use tcpinfo_eventsocket::client::End;
 use tcpinfo_eventsocket::{FlowEvent, SockId, TcpEvent};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -120,65 +119,6 @@ impl EventAgent {
                 Some(uuid.to_string())
             })
             .collect()
-    }
-}
-
-/// A client library connection reading into a shared list.
-struct Collector {
-    events: Arc<Mutex<Vec<FlowEvent>>>,
-    stopper: Stopper,
-    thread: JoinHandle<Result<End, ClientError>>,
-}
-
-impl Collector {
-    fn connect(path: &Path) -> Collector {
-        let conn = client::connect(path).unwrap();
-        let stopper = conn.stopper().unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let events = Arc::clone(&events);
-            thread::spawn(move || {
-                let mut conn = conn;
-                while let Some(ev) = conn.next_event()? {
-                    events.lock().unwrap().push(ev);
-                }
-                Ok(conn.end())
-            })
-        };
-        Collector {
-            events,
-            stopper,
-            thread,
-        }
-    }
-
-    fn events(&self) -> Vec<FlowEvent> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// Opens seen for sockets with `port` at either end (LISTEN excluded),
-    /// by UUID.
-    fn opens_on(&self, port: u16) -> HashMap<String, SockId> {
-        self.events()
-            .into_iter()
-            .filter_map(|ev| Some((ev.uuid, ev.id?)))
-            .filter(|(_, id)| (id.sport == port || id.dport == port) && id.dport != 0)
-            .collect()
-    }
-
-    fn closed(&self) -> HashSet<String> {
-        self.events()
-            .into_iter()
-            .filter(|ev| ev.event == TcpEvent::Close)
-            .map(|ev| ev.uuid)
-            .collect()
-    }
-
-    fn finish(self) -> (Vec<FlowEvent>, End) {
-        self.stopper.stop();
-        let end = self.thread.join().unwrap().unwrap();
-        let events = self.events.lock().unwrap().clone();
-        (events, end)
     }
 }
 

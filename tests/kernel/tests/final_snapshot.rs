@@ -6,16 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::agent::FAST;
+use harness::archive::csv_rows;
 use harness::archive::{
     bytes_received, info_state, live_segments_of, output_dir, read_all, state, Segment,
 };
+use harness::events::Collector;
 use harness::traffic::Connection;
 use harness::{wait_until, Agent, Netns};
-use tcpinfo_eventsocket::{client, FlowEvent, TcpEvent};
+use tcpinfo_eventsocket::{FlowEvent, TcpEvent};
 
 /// An agent archiving everything (loopback included) in a namespace of
 /// its own, with `extra` flags; the directory lives as long as the TempDir.
@@ -47,7 +48,9 @@ fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
         conn.server.read_to_end(&mut received).unwrap();
         assert_eq!(received.len(), SENT);
     }
-    wait_closed(&agent, 2 * CONNECTIONS as u64, 10);
+    agent.wait_for_stats(Duration::from_secs(10), "the closes", |s| {
+        s.get("closed") >= 2 * CONNECTIONS as u64
+    });
     agent.terminate();
 
     let segments = read_all(&out);
@@ -61,29 +64,6 @@ fn the_last_line_is_the_destroy_notice_with_every_byte_sent() {
         assert_eq!(info_state(last), state::CLOSE, "{}", seg.uuid);
         // The client's FIN takes one sequence number too.
         assert_eq!(bytes_received(last), SENT as u64 + 1, "{}", seg.uuid);
-    }
-}
-
-/// Every event of the event socket at `path`, read on a thread of its own.
-struct Events {
-    events: Arc<Mutex<Vec<FlowEvent>>>,
-}
-
-impl Events {
-    fn connect(path: &std::path::Path) -> Events {
-        let mut conn = client::connect(path).unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&events);
-        std::thread::spawn(move || {
-            while let Ok(Some(event)) = conn.next_event() {
-                sink.lock().unwrap().push(event);
-            }
-        });
-        Events { events }
-    }
-
-    fn all(&self) -> Vec<FlowEvent> {
-        self.events.lock().unwrap().clone()
     }
 }
 
@@ -108,7 +88,7 @@ fn churn(archive_short: bool) -> (Vec<Segment>, Vec<FlowEvent>, f64, u16, BTreeS
         .eventsocket(&socket)
         .args(flags)
         .start();
-    let events = Events::connect(&socket);
+    let events = Collector::connect(&socket);
 
     // Long-lived connections beside the churn, as on a busy server.
     let (_listener, _long) = ns.enter(|| {
@@ -158,7 +138,7 @@ fn churn(archive_short: bool) -> (Vec<Segment>, Vec<FlowEvent>, f64, u16, BTreeS
     agent.terminate();
     (
         read_all(&out),
-        events.all(),
+        events.events(),
         short,
         short_port,
         short_clients,
@@ -251,14 +231,6 @@ fn without_archiving_them_short_connections_are_counted() {
     assert!(short as usize >= SHORT, "most ends were short: {short}");
 }
 
-/// Waits (at most `seconds`) until the agent's stats count `closes`.
-fn wait_closed(agent: &Agent, closes: u64, seconds: u64) {
-    wait_until(Duration::from_secs(seconds), "the closes", || {
-        let last = agent.stats_lines().pop();
-        last.is_some_and(|s| s.get("closed") >= closes)
-    });
-}
-
 /// Opens `n` loopback connections in `ns` and waits until the agent
 /// archived them all (a poll saw them); returns the listener, the
 /// connections and their server ends' cookies.
@@ -296,7 +268,9 @@ fn a_notice_flood_loses_no_close_and_every_file_completes() {
     const N: usize = 200;
     let cookies = open_archived_then_close_all(&ns, &out, N);
     // Closed by notice or, for those whose notice was lost, by absence.
-    wait_closed(&agent, 2 * N as u64, 20);
+    agent.wait_for_stats(Duration::from_secs(20), "the closes", |s| {
+        s.get("closed") >= 2 * N as u64
+    });
     let log = agent.log_text();
     assert!(
         log.contains("the kernel dropped destroy notices"),
@@ -316,7 +290,9 @@ fn a_notice_flood_loses_no_close_and_every_file_completes() {
 fn without_destroy_notices_connections_close_on_their_absence_as_before() {
     let (ns, _tmp, out, mut agent) = archiving_agent(&["-destroy-notices=false"]);
     let cookies = open_archived_then_close_all(&ns, &out, 3);
-    wait_closed(&agent, 6, 10);
+    agent.wait_for_stats(Duration::from_secs(10), "the closes", |s| {
+        s.get("closed") >= 6
+    });
     assert!(agent.log_text().contains("destroy notices off"));
     agent.terminate();
     let segments = read_all(&out);
@@ -334,17 +310,9 @@ fn without_destroy_notices_connections_close_on_their_absence_as_before() {
 
 /// The CSV M-Lab's tool makes of `archive` (plain or zstd JSON lines).
 fn csv_of(name: &str, archive: &[u8]) -> Vec<u8> {
-    let mut reader = tcpinfo_archive::ArchiveReader::new(name.to_string(), archive).unwrap();
-    let mut all = Vec::new();
-    let mut out = Vec::new();
-    tcpinfo_archive::CsvConverter::new()
-        .convert(&mut reader, &mut out, 1 << 16, |rows| {
-            all.extend_from_slice(rows);
-            rows.clear();
-            Ok(())
-        })
-        .unwrap();
-    all
+    let (rows, error) = csv_rows(name, archive);
+    assert_eq!(error, None, "{name}");
+    rows
 }
 
 #[test]
@@ -369,7 +337,9 @@ fn poll_gaps_count_the_polls_and_leave_the_csv_unchanged() {
         std::thread::sleep(Duration::from_millis(150));
     }
     drop(conn);
-    wait_closed(&agent, 2, 10);
+    agent.wait_for_stats(Duration::from_secs(10), "the closes", |s| {
+        s.get("closed") >= 2
+    });
     agent.terminate();
 
     let seg = read_all(&out)
