@@ -128,6 +128,20 @@ impl Netns {
         }
     }
 
+    /// Waits (at most `timeout`) for a [`Netns::scrape`] that satisfies
+    /// `condition`; returns it.
+    pub fn wait_for_scrape(
+        &self,
+        timeout: std::time::Duration,
+        what: &str,
+        condition: &dyn Fn(&Scrape) -> bool,
+    ) -> Scrape {
+        crate::wait_for(timeout, what, || {
+            let s = self.scrape()?;
+            condition(&s).then_some(s)
+        })
+    }
+
     /// `ss -tineH` inside the namespace: cookie by (local, peer) address,
     /// from its `sk:<hex>` field.
     pub fn ss_cookies(&self) -> HashMap<(SocketAddr, SocketAddr), u64> {

@@ -14,7 +14,7 @@ use harness::agent::{agent_binary, FAST};
 use harness::metrics::{Scrape, METRICS_PORT};
 use harness::netns::{CLIENT_IP, SERVER_IP};
 use harness::process::{program_name, Signal};
-use harness::{wait_for, Agent, Netns, NetnsPair};
+use harness::{Agent, Netns, NetnsPair};
 
 const VIOLATIONS: &str = "tcpinfo_listening_policy_violations";
 const OK: &str = "tcpinfo_listening_policy_ok";
@@ -238,17 +238,21 @@ name = "no-telnet"
 port = 7123
 "#;
 
-#[test]
-fn agent_violations_follow_a_required_and_a_forbidden_listener() {
+/// An agent checking [`AGENT_POLICY`] (written into the returned
+/// directory, at the returned path) in a namespace of its own.
+fn agent_with_policy() -> (Netns, tempfile::TempDir, String, Agent) {
     let ns = Netns::with_every_scope();
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "policy.toml", AGENT_POLICY);
     let agent = Agent::serving_metrics(&ns, &[&format!("-listen-policy={policy}")]);
+    (ns, dir, policy, agent)
+}
+
+#[test]
+fn agent_violations_follow_a_required_and_a_forbidden_listener() {
+    let (ns, _dir, _policy, agent) = agent_with_policy();
     let until = |what: &str, cond: &dyn Fn(&Scrape) -> bool| {
-        wait_for(Duration::from_secs(10), what, || {
-            let s = ns.scrape()?;
-            cond(&s).then_some(s)
-        })
+        ns.wait_for_scrape(Duration::from_secs(10), what, cond)
     };
 
     let s = until("the first evaluation", &|s| s.value(OK, &[]).is_some());
@@ -295,36 +299,35 @@ fn agent_violations_follow_a_required_and_a_forbidden_listener() {
 
 #[test]
 fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
-    let ns = Netns::with_every_scope();
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), "policy.toml", AGENT_POLICY);
-    let agent = Agent::serving_metrics(&ns, &[&format!("-listen-policy={policy}")]);
+    let (ns, _dir, policy, agent) = agent_with_policy();
     let until = |what: &str, cond: &dyn Fn(&Scrape) -> bool| {
-        wait_for(Duration::from_secs(10), what, || {
-            let s = ns.scrape()?;
-            cond(&s).then_some(s)
-        })
+        ns.wait_for_scrape(Duration::from_secs(10), what, cond)
     };
     let reloads = |s: &Scrape, result: &str| s.value(RELOADS, &[("result", result)]);
     let before = until("the first evaluation", &|s| s.value(OK, &[]).is_some());
     assert_eq!(reloads(&before, "success"), Some(0.0));
     assert_eq!(reloads(&before, "failure"), Some(0.0));
 
-    fs::write(
-        &policy,
+    // Writes `text` as the policy, sends SIGHUP, and returns the scrape
+    // that counts the reload (`success`, `failure` reloads so far), whose
+    // last-reload gauge says `successful` and whose rule count is `rules`.
+    let reload = |text: &str, (success, failure): (f64, f64), successful: f64, rules: f64| {
+        fs::write(&policy, text).unwrap();
+        agent.signal(Signal::SIGHUP);
+        let s = until("the reload to be counted", &|s| {
+            reloads(s, "success") == Some(success) && reloads(s, "failure") == Some(failure)
+        });
+        let last = s.value("tcpinfo_listening_policy_last_reload_successful", &[]);
+        assert_eq!(last, Some(successful));
+        assert_eq!(s.value(RULES, &[]), Some(rules));
+        s
+    };
+    let s = reload(
         "[[listen]]\nproto = \"tcp\"\nport = 7101\nbind = \"publik\"\n",
-    )
-    .unwrap();
-    agent.signal(Signal::SIGHUP);
-    let s = until("the failed reload to be counted", &|s| {
-        reloads(s, "failure") == Some(1.0)
-    });
-    assert_eq!(reloads(&s, "success"), Some(0.0));
-    assert_eq!(
-        s.value("tcpinfo_listening_policy_last_reload_successful", &[]),
-        Some(0.0)
+        (0.0, 1.0),
+        0.0,
+        3.0,
     );
-    assert_eq!(s.value(RULES, &[]), Some(3.0));
     assert_eq!(s.value(OK, &[]), Some(0.0));
     assert_eq!(violations(&s), [v("web", "missing", 1.0)]);
     let log = agent.log_text();
@@ -343,21 +346,12 @@ fn sighup_with_a_broken_file_keeps_the_policy_and_a_fixed_file_applies() {
     let web = ns.enter(|| TcpListener::bind("127.0.0.1:7101").unwrap());
     until("the old policy to hold", &|s| s.value(OK, &[]) == Some(1.0));
 
-    fs::write(
-        &policy,
+    let s = reload(
         "[[forbid]]\nname = \"nothing-on-7101\"\nport = 7101\n",
-    )
-    .unwrap();
-    agent.signal(Signal::SIGHUP);
-    let s = until("the fixed policy to apply", &|s| {
-        reloads(s, "success") == Some(1.0)
-    });
-    assert_eq!(reloads(&s, "failure"), Some(1.0));
-    assert_eq!(
-        s.value("tcpinfo_listening_policy_last_reload_successful", &[]),
-        Some(1.0)
+        (1.0, 1.0),
+        1.0,
+        1.0,
     );
-    assert_eq!(s.value(RULES, &[]), Some(1.0));
     assert_eq!(s.value(OK, &[]), Some(0.0));
     assert_eq!(violations(&s), [v("nothing-on-7101", "forbidden", 1.0)]);
     drop(web);
@@ -442,9 +436,8 @@ fn reload_over_http_is_for_loopback_clients_only() {
 fn without_the_flag_nothing_about_policy_is_exported_or_reloadable() {
     let ns = Netns::with_every_scope();
     let _agent = Agent::serving_metrics(&ns, &[]);
-    let s = wait_for(Duration::from_secs(10), "a published inventory", || {
-        let s = ns.scrape()?;
-        s.text.contains("tcpinfo_listening_ports{").then_some(s)
+    let s = ns.wait_for_scrape(Duration::from_secs(10), "a published inventory", &|s| {
+        s.text.contains("tcpinfo_listening_ports{")
     });
     assert!(!s.text.contains("tcpinfo_listening_policy"), "{}", s.text);
     let loopback: SocketAddr = ([127, 0, 0, 1], METRICS_PORT).into();
