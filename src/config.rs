@@ -177,11 +177,34 @@ pub struct CheckConfig {
     pub policy: PathBuf,
 }
 
+/// `tcp-info ready`: exits 0 when the agent on this host answers
+/// `/-/ready`, for container health checks (the image has no curl).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tcp-info ready",
+    about = "Asks the agent serving metrics on -prometheusx.listen-address (the agent's flag and variable, so a health check sees what the agent was given through the environment) whether it is ready; exits 0 when /-/ready answers 200, 1 otherwise."
+)]
+pub struct ReadyConfig {
+    /// The agent's metrics address (`:port` and wildcards mean this host's loopback).
+    #[arg(
+        long = "prometheusx.listen-address",
+        alias = "prom",
+        default_value = ":9990",
+        value_name = "ADDR"
+    )]
+    pub prometheus_listen_address: String,
+
+    /// Longest wait to connect, send and read the answer.
+    #[arg(long = "timeout", default_value = "2s", value_parser = PROBE_TIMEOUT.parser(), value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
 /// What the command line asks for: the agent, or a subcommand.
 #[derive(Debug, Clone)]
 pub enum Invocation {
     Agent(Box<Config>),
     Check(CheckConfig),
+    Ready(ReadyConfig),
 }
 
 impl Invocation {
@@ -197,6 +220,11 @@ impl Invocation {
             let program = format!("{} check", args[0]);
             let rest = std::iter::once(program).chain(args[2..].iter().cloned());
             return goflag::try_parse_with_env(rest).map(Invocation::Check);
+        }
+        if args.get(1).map(String::as_str) == Some("ready") {
+            let program = format!("{} ready", args[0]);
+            let rest = std::iter::once(program).chain(args[2..].iter().cloned());
+            return goflag::try_parse_with_env(rest).map(Invocation::Ready);
         }
         Config::try_parse_go_args(args).map(|c| Invocation::Agent(Box::new(c)))
     }
@@ -280,6 +308,13 @@ pub const CLOSE_ABSENT_AFTER: DurationRange = DurationRange {
     min: Duration::ZERO,
     max: Duration::from_secs(60),
     text: ("0s", "1m"),
+};
+
+/// `tcp-info ready -timeout`: a health check gives up within a minute.
+pub const PROBE_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(60),
+    text: ("1ms", "1m"),
 };
 
 impl DurationRange {
@@ -566,5 +601,32 @@ mod tests {
         }
         // "check" anywhere else is a stray argument, as before.
         assert!(Invocation::try_parse_go_args(["tcp-info", "-reps=1", "check"]).is_err());
+    }
+
+    #[test]
+    fn ready_routes_to_the_probe_with_the_agents_address_flag() {
+        let ready = |args: &[&str]| {
+            let mut v = vec!["tcp-info", "ready"];
+            v.extend_from_slice(args);
+            match Invocation::try_parse_go_args(v) {
+                Ok(Invocation::Ready(c)) => Ok(c),
+                Ok(other) => panic!("{args:?}: {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        let c = ready(&[
+            "-prometheusx.listen-address=127.0.0.1:9991",
+            "-timeout",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(c.prometheus_listen_address, "127.0.0.1:9991");
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(
+            ready(&["-prom=:9000"]).unwrap().prometheus_listen_address,
+            ":9000"
+        );
+        assert!(ready(&["-timeout=2h"]).is_err());
+        assert!(ready(&["-output=/x"]).is_err());
     }
 }

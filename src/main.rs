@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use inetdiag::notices::NoticeSocket;
 use inetdiag::DiagSocket;
-use tcp_info::config::{CheckConfig, Config, Invocation};
+use tcp_info::config::{CheckConfig, Config, Invocation, ReadyConfig};
 use tcp_info::eventsocket::{
     Publisher, Server as EventServer, ServerOptions as EventServerOptions,
 };
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
         Ok(Invocation::Agent(c)) => *c,
         Ok(Invocation::Check(c)) => return check(c),
+        Ok(Invocation::Ready(c)) => return ready(c),
         Err(e) => return goflag::report("tcp-info", &e),
     };
     match run(config) {
@@ -60,6 +61,19 @@ fn check(c: CheckConfig) -> ExitCode {
         Err(e) => {
             eprintln!("tcp-info check: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `tcp-info ready`: exit 0 when the local agent answers `/-/ready`.
+fn ready(c: ReadyConfig) -> ExitCode {
+    let probe = metrics::probe::target(&c.prometheus_listen_address)
+        .and_then(|target| metrics::probe::ready(target, c.timeout));
+    match probe {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcp-info ready: {e}");
+            ExitCode::FAILURE
         }
     }
 }

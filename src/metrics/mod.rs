@@ -13,12 +13,14 @@
 //! - [`policy`]: the listener policy's gauges (with `-listen-policy`).
 //! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready` and the routes the
 //!   wiring adds, on a small runtime.
+//! - [`probe`]: `tcp-info ready`, the client side of `/-/ready`.
 
 mod collectors;
 mod family;
 mod listener_changes;
 pub mod observer;
 pub mod policy;
+pub mod probe;
 pub mod rates;
 mod remote;
 pub mod server;
