@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// The Debian package that ships each tool the tests run (the list
 /// `scripts/test.sh` installs from).
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 14] = [
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("zstd", "zstd"),
@@ -16,6 +16,13 @@ const PACKAGES: [(&str, &str); 7] = [
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
     ("prlimit", "util-linux"),
+    ("buildah", "buildah"),
+    ("docker-compose", "docker-compose"),
+    ("kubernetes-validate", "none: PyPI's kubernetes-validate"),
+    ("cargo-deb", "none: `cargo install cargo-deb --locked`"),
+    ("dpkg", "dpkg"),
+    ("systemd-analyze", "systemd"),
+    ("readelf", "binutils"),
 ];
 
 /// Panics unless the test runs as root; `why` names what needs it.
