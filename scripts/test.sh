@@ -16,6 +16,13 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+# Deployment tests: the image (buildah, FROM scratch, no registry), compose
+# v1's validator, the .deb's unit check, the binaries' ELF headers.
+command -v buildah >/dev/null || need+=(buildah)
+command -v crun >/dev/null || command -v runc >/dev/null || need+=(crun)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v readelf >/dev/null || need+=(binutils)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2
@@ -24,6 +31,16 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Kubernetes' schema for the manifests, and cargo-deb for the package test
+# (pinned: a few minutes of compiling, once per machine).
+if ! command -v kubernetes-validate >/dev/null; then
+  python3 -m pip install --quiet kubernetes-validate==1.37.0 \
+    || python3 -m pip install --quiet --break-system-packages kubernetes-validate==1.37.0
+fi
+if ! command -v cargo-deb >/dev/null; then
+  cargo install --quiet --locked cargo-deb
 fi
 
 # The kernel tests would build the agent on first use; built here, every
