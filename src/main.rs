@@ -19,13 +19,13 @@ use tcp_info::exposure::worker::{ListenerHook, WorkerHooks};
 use tcp_info::exposure::{ExposureWorker, SummaryCell};
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::listener_events::ListenerEventObserver;
-use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::poller::{NoticeConfig, PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
 use tcp_info::signals;
 use tcp_info::stats::Stats;
+use tcp_info::{log, log_warn};
 
 fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
@@ -76,6 +76,17 @@ fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    log::init(config.effective_log_level(), config.log_format);
+    log!(
+        "tcp-info {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        metrics::build::GIT_COMMIT,
+        metrics::build::RUSTC_VERSION
+    );
+    log!("flags: {}", config.effective_command_line());
+    if config.trace {
+        log_warn!("-trace: the Go tool writes a Go runtime execution trace; this agent has none and writes no trace file");
+    }
     let signals = signals::install().context("installing signal handlers")?;
     raise_open_files_limit();
     let listen_policy = config

@@ -47,6 +47,7 @@ const AFTERLIFE_MS: i64 = 3_000;
 /// out of every dump, for as long as it likes); forgotten at its notice.
 const LATE_NOTICE_MS: i64 = 600_000;
 
+mod local_only;
 mod recently_closed;
 
 /// Hooks for whoever else wants to know what the poller sees (event socket,
@@ -121,6 +122,8 @@ struct Poll {
     closed_absent: RecentlyClosed,
     /// The current cycle's number (poll gaps count cycles).
     cycle: u64,
+    /// Says once when every connection so far was excluded as local.
+    local_only: local_only::LocalOnlyNotice,
 }
 
 /// The polling loop over a [`DumpSource`] (the kernel by default), and
@@ -192,6 +195,7 @@ impl<S: DumpSource> Poller<S> {
                 afterlife: RecentlyClosed::new(AFTERLIFE_MS),
                 closed_absent: RecentlyClosed::new(LATE_NOTICE_MS),
                 cycle: 0,
+                local_only: local_only::LocalOnlyNotice::new(Instant::now()),
             },
             config,
             requests: vec![ALL_FAMILIES],
@@ -276,11 +280,17 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 self.poll.out.anonymizer.refresh_local_addresses();
                 next_refresh = start + LOCAL_ADDRESS_REFRESH;
             }
+            if let Some(notice) = self.poll.local_only.due(start, false) {
+                log!("{notice}");
+            }
             if start >= next_summary {
                 log!("{}", self.poll.stats.summary(summary_window));
                 summary_window = self.poll.stats.snapshot_polls();
                 next_summary = later(start, self.config.stats_interval);
             }
+        }
+        if let Some(notice) = self.poll.local_only.due(Instant::now(), true) {
+            log!("{notice}");
         }
         Ok(cycles)
     }
@@ -619,6 +629,8 @@ impl Poll {
                 entry.excluded = self.afterlife.contains(cookie)
                     || self.closed_absent.contains(cookie)
                     || self.exclusion.excludes(&msg);
+                self.local_only
+                    .seen(entry.excluded && self.exclusion.excludes_as_local(&msg));
                 if entry.excluded {
                     return;
                 }
