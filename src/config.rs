@@ -675,7 +675,7 @@ mod tests {
             c.prometheus_listen_address == ":9991"
         }),
     ];
-    const GO_BOOL_FLAGS: &[(&str, fn(&Config) -> bool)] = &[
+    const GO_BOOL_FLAGS: &[(&str, Check)] = &[
         ("trace", |c| c.trace),
         ("logx.debug", |c| {
             c.logx_debug && c.effective_log_level() == Level::Debug

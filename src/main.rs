@@ -1,6 +1,5 @@
 //! The `tcp-info` agent: flags, wiring, signals.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -64,22 +63,12 @@ fn check(c: CheckConfig) -> ExitCode {
     }
 }
 
-/// Loads `-listen-policy` (re-read on SIGHUP and `POST /-/reload`).
-fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
-    let policy = ActivePolicy::load(path).context("listen policy")?;
-    log!(
-        "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
-        path.display(),
-        policy.rules()
-    );
-    Ok(policy)
-}
-
-fn run(config: Config) -> anyhow::Result<()> {
-    log::init(config.effective_log_level(), config.log_format);
+/// What is running and how: the version, then every flag's value in force
+/// (the Go tool logs its arguments too).
+fn log_start(config: &Config) {
     log!(
         "tcp-info {} (commit {}, {})",
-        env!("CARGO_PKG_VERSION"),
+        metrics::build::VERSION,
         metrics::build::GIT_COMMIT,
         metrics::build::RUSTC_VERSION
     );
@@ -87,17 +76,30 @@ fn run(config: Config) -> anyhow::Result<()> {
     if config.trace {
         log_warn!("-trace: the Go tool writes a Go runtime execution trace; this agent has none and writes no trace file");
     }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    log::init(config.effective_log_level(), config.log_format);
     let signals = signals::install().context("installing signal handlers")?;
     raise_open_files_limit();
     let listen_policy = config
         .listen_policy
         .as_deref()
-        .map(start_listen_policy)
+        .map(|path| ActivePolicy::load(path).context("listen policy"))
         .transpose()?;
     let stop = act_on_signals(signals, listen_policy.as_ref())?;
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     tcp_info::output::prepare(&config.output)?;
+    // After the checks above, whose refusal is one line on its own.
+    log_start(&config);
+    if let (Some(path), Some(policy)) = (&config.listen_policy, &listen_policy) {
+        log!(
+            "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
+            path.display(),
+            policy.rules()
+        );
+    }
     let stats = Arc::new(Stats::default());
     let exposure_summary = Arc::new(SummaryCell::default());
     let metrics = start_metrics(

@@ -26,7 +26,8 @@ pub fn go_float(v: f64) -> String {
     let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let sign = if v < 0.0 { "-" } else { "" };
-    if exp < -4 || exp >= 6 {
+    // Go: %e when the exponent is below -4 or at least 6.
+    if !(-4..6).contains(&exp) {
         let exp_sign = if exp < 0 { '-' } else { '+' };
         let (first, rest) = digits.split_at(1);
         let point = if rest.is_empty() { "" } else { "." };

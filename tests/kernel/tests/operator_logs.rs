@@ -27,7 +27,10 @@ fn only_local_connections_are_named_once_with_the_flag_that_archives_them() {
     assert_eq!(log.matches(NOTICE).count(), 1, "{log}");
     // Two connections (both ends), their listener and the agent's own
     // metrics listener: every one local.
-    assert!(log.contains(" sockets seen so far were excluded as local"), "{log}");
+    assert!(
+        log.contains(" sockets seen so far were excluded as local"),
+        "{log}"
+    );
 
     // Archived: nothing to explain.
     let mut flags = FAST.to_vec();
