@@ -766,7 +766,7 @@ mod tests {
     fn help_lists_check_and_prom_and_tcp_info_help_is_help() {
         let help = Config::command().render_long_help().to_string();
         assert!(help.contains("tcp-info check -policy FILE"), "{help}");
-        assert!(help.contains("prom"), "{help}");
+        assert!(help.contains("[alias: --prom]"), "{help}");
         assert!(
             help.contains("--logx.debug") && help.contains("--trace"),
             "{help}"

@@ -253,6 +253,13 @@ macro_rules! log_limited {
     ($limit:expr, $($arg:tt)*) => { $limit.log(format_args!($($arg)*)) };
 }
 
+/// A warning through a [`RateLimit`]: something failed on a hot path
+/// (a write, a dump) and is retried or counted.
+#[macro_export]
+macro_rules! warn_limited {
+    ($limit:expr, $($arg:tt)*) => { $limit.log_at($crate::log::Level::Warn, format_args!($($arg)*)) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

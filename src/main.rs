@@ -24,7 +24,7 @@ use tcp_info::poller::{NoticeConfig, PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
 use tcp_info::signals;
 use tcp_info::stats::Stats;
-use tcp_info::{log, log_warn};
+use tcp_info::{log, log_error, log_warn};
 
 fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
@@ -132,7 +132,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut poller = start_poller(&config, &uuid_prefix, shards, observers, &stats)?;
     let polled = poller.run(&stop);
     if let Err(gone) = &polled {
-        log!("{gone}: stopping (its connections can no longer be archived)");
+        log_error!("{gone}: stopping (its connections can no longer be archived)");
     }
     let failures = shut_down(poller, writers, event_server, &stats);
     polled?;
@@ -333,7 +333,7 @@ fn subscribe_to_destroy_notices(config: &Config) -> Option<NoticeSocket> {
             Some(notices)
         }
         Err(e) => {
-            log!("destroy notices unavailable ({e}): connections close when they vanish from a dump, without their final tcp_info");
+            log_warn!("destroy notices unavailable ({e}): connections close when they vanish from a dump, without their final tcp_info");
             None
         }
     }
@@ -350,7 +350,7 @@ fn shut_down(
     drop(poller);
     let failures = writers.join();
     for failure in &failures {
-        log!("{failure}");
+        log_error!("{failure}");
     }
     if let Some(server) = event_server {
         server.shutdown();
@@ -366,7 +366,7 @@ fn raise_open_files_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
             if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                log!("cannot raise the open files limit from {soft} to {hard}: {e}");
+                log_warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
             }
         }
     }

@@ -363,7 +363,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 Err(e) => {
                     complete = false;
                     add(&poll.stats.netlink_errors, 1);
-                    log_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
+                    warn_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
                     for o in &mut poll.out.observers {
                         o.error(e.kind());
                     }
@@ -460,7 +460,7 @@ impl Poll {
         // genuine, but a live socket may be missing.
         if dump.interrupted {
             add(&self.stats.interrupted_dumps, 1);
-            log_limited!(
+            warn_limited!(
                 INTERRUPTED_DUMPS,
                 "the kernel interrupted a dump (NLM_F_DUMP_INTR); no connection is closed this cycle"
             );
@@ -524,7 +524,7 @@ impl Poll {
                 add(&self.stats.destroy_notices, read.notices as u64);
                 if read.lost {
                     add(&self.stats.destroy_notices_lost, 1);
-                    log_limited!(
+                    warn_limited!(
                         NOTICES_LOST,
                         "the kernel dropped destroy notices (receive buffer full); those connections close when they stay out of dumps"
                     );
@@ -532,7 +532,7 @@ impl Poll {
             }
             Err(e) => {
                 add(&self.stats.destroy_notices_lost, 1);
-                log_limited!(NOTICE_ERRORS, "reading destroy notices failed: {e}");
+                warn_limited!(NOTICE_ERRORS, "reading destroy notices failed: {e}");
             }
         }
     }
@@ -604,7 +604,7 @@ impl Poll {
             }
             Err(e) => {
                 add(&self.stats.parse_errors, 1);
-                log_limited!(PARSE_ERRORS, "skipping malformed {what}: {e}");
+                warn_limited!(PARSE_ERRORS, "skipping malformed {what}: {e}");
                 None
             }
         }
