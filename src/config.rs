@@ -12,13 +12,14 @@ use clap::{ArgAction, Parser};
 use crate::address::Cidr;
 pub use crate::exclusion::Anonymization;
 use crate::exposure::remote::DEFAULT_MAX_SERIES;
+pub use crate::log::{Format, Level};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "tcp-info",
     version,
     about = "Polls every TCP socket's tcp_info over netlink and archives each connection's history as zstd-compressed JSONL.",
-    after_help = "Flags take one or two dashes (-output=DIR, --output DIR). Every flag can also come from the environment: upper-case, with '.' and '-' as '_' (OUTPUT=/data, ANONYMIZE_IP=netblock)."
+    after_help = "Flags take one or two dashes (-output=DIR, --output DIR); given twice, the last value counts (list flags collect every value). Every flag can also come from the environment: upper-case, with '.' and '-' as '_' (OUTPUT=/data, ANONYMIZE_IP=netblock).\n\nOther commands:\n  tcp-info check -policy FILE   check this host's listeners against a listener policy once (tcp-info check -help)\n  tcp-info ready                exit 0 when the agent on -prometheusx.listen-address answers /-/ready (a container health check)\n  tcp-info help                 this text"
 )]
 pub struct Config {
     /// Directory under which the YYYY/MM/DD/<UUID>.<seq>.jsonl.zst tree is written.
@@ -45,7 +46,7 @@ pub struct Config {
 
     /// Leave out connections with a loopback, link-local, multicast or
     /// unspecified address at either end (-exclude-local=false keeps them).
-    #[arg(long = "exclude-local", default_value_t = true, action = ArgAction::Set,
+    #[arg(long = "exclude-local", default_value_t = true, action = ArgAction::Set, value_parser = goflag::go_bool,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub exclude_local: bool,
 
@@ -87,7 +88,7 @@ pub struct Config {
     /// Address of the Prometheus /metrics server (a bare :port means all addresses).
     #[arg(
         long = "prometheusx.listen-address",
-        alias = "prom",
+        visible_alias = "prom",
         default_value = ":9990",
         value_name = "ADDR"
     )]
@@ -125,7 +126,7 @@ pub struct Config {
     /// Close connections on the kernel's destroy notices, each with its
     /// final tcp_info as its last snapshot (-destroy-notices=false: only
     /// when they vanish from a dump, as M-Lab's tool does).
-    #[arg(long = "destroy-notices", default_value_t = true, action = ArgAction::Set,
+    #[arg(long = "destroy-notices", default_value_t = true, action = ArgAction::Set, value_parser = goflag::go_bool,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub destroy_notices: bool,
 
@@ -133,7 +134,7 @@ pub struct Config {
     /// milliseconds passed since the connection's previous line
     /// ("PollGap"), telling "nothing changed" from "nobody looked". M-Lab's
     /// parser ignores the key.
-    #[arg(long = "archive-poll-gaps", default_value_t = false, action = ArgAction::Set,
+    #[arg(long = "archive-poll-gaps", default_value_t = false, action = ArgAction::Set, value_parser = goflag::go_bool,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub archive_poll_gaps: bool,
 
@@ -153,7 +154,7 @@ pub struct Config {
     /// With destroy notices: archive the connections that opened and closed
     /// between two polls too (one file each: on a busy web server, a flood
     /// of small files). Counted in tcpinfo_short_connections_total either way.
-    #[arg(long = "archive-short-connections", default_value_t = false, action = ArgAction::Set,
+    #[arg(long = "archive-short-connections", default_value_t = false, action = ArgAction::Set, value_parser = goflag::go_bool,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub archive_short_connections: bool,
 
@@ -162,6 +163,42 @@ pub struct Config {
     /// on SIGHUP and POST /-/reload.
     #[arg(long = "listen-policy", value_name = "FILE")]
     pub listen_policy: Option<PathBuf>,
+
+    /// Least severe messages logged: debug, info, warn or error.
+    #[arg(
+        long = "log.level",
+        value_enum,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Level,
+
+    /// Log line format: plain (timestamp and message), logfmt or json.
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "plain",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Format,
+
+    /// Go's debug logging switch (m-lab/go logx): the same as
+    /// -log.level=debug.
+    #[arg(long = "logx.debug", default_value_t = false, action = ArgAction::Set, value_parser = goflag::go_bool,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub logx_debug: bool,
+
+    /// Accepted for the Go tool's command lines: there it writes a Go
+    /// runtime execution trace, which a Rust program has not; here it only
+    /// logs that no trace is written.
+    #[arg(long = "trace", default_value_t = false, action = ArgAction::Set, value_parser = goflag::go_bool,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub trace: bool,
+
+    /// Every flag's effective value (command line, environment or default),
+    /// logged once at start.
+    #[arg(skip)]
+    pub effective_flags: goflag::FlagValues,
 }
 
 /// `tcp-info check --policy FILE`: checks this host's listeners against a
@@ -215,7 +252,13 @@ impl Invocation {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        let mut args: Vec<String> = args.into_iter().map(Into::into).collect();
+        // `tcp-info help [check]`: the help Go prints for -help (exit 0).
+        if args.get(1).map(String::as_str) == Some("help") {
+            args.truncate(3);
+            args.remove(1);
+            args.push("-help".into());
+        }
         if args.get(1).map(String::as_str) == Some("check") {
             let program = format!("{} check", args[0]);
             let rest = std::iter::once(program).chain(args[2..].iter().cloned());
@@ -238,7 +281,41 @@ impl Config {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        goflag::try_parse_with_env(args)
+        Self::try_parse_go_args_env(args, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::try_parse_go_args`] with the environment looked up through
+    /// `env`.
+    pub fn try_parse_go_args_env<I, S>(
+        args: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let (mut config, values): (Config, _) = goflag::try_parse_with_env_values(args, env)?;
+        config.effective_flags = values;
+        Ok(config)
+    }
+
+    /// The log level in force: `-logx.debug` (Go's switch) means debug.
+    pub fn effective_log_level(&self) -> Level {
+        if self.logx_debug {
+            Level::Debug
+        } else {
+            self.log_level
+        }
+    }
+
+    /// The effective flags as one command line (`-output=data -reps=0 …`),
+    /// for the start-up log line.
+    pub fn effective_command_line(&self) -> String {
+        self.effective_flags
+            .iter()
+            .map(|(name, value)| format!("-{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -341,6 +418,7 @@ impl DurationRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let mut v = vec!["tcp-info"];
@@ -628,5 +706,163 @@ mod tests {
         );
         assert!(ready(&["-timeout=2h"]).is_err());
         assert!(ready(&["-output=/x"]).is_err());
+    }
+
+    /// Every flag `tcp-info -help` lists for M-Lab's Go tool at d72b41f:
+    /// its `main.go` (`-output`, `-reps`, `-trace`, `-exclude-srcport`,
+    /// `-exclude-dstip`, `-tcpinfo.eventsocket`) and the packages that
+    /// register flags when imported (`anonymize`: `-anonymize.ip`; `uuid`:
+    /// `-uuid-prefix-file`; `prometheusx`: `-prometheusx.listen-address`;
+    /// `logx`: `-logx.debug`). Each as (name, a value, what Go makes of it).
+    type Check = fn(&Config) -> bool;
+    const GO_VALUE_FLAGS: &[(&str, &str, Check)] = &[
+        ("output", "/var/spool/tcpinfo", |c| {
+            c.output.to_str() == Some("/var/spool/tcpinfo")
+        }),
+        ("reps", "7", |c| c.reps == 7),
+        ("exclude-srcport", "9990", |c| c.exclude_srcport == [9990]),
+        ("exclude-dstip", "198.51.100.9", |c| {
+            c.exclude_dstip == ["198.51.100.9".parse::<IpAddr>().unwrap()]
+        }),
+        ("anonymize.ip", "netblock", |c| {
+            c.anonymize_ip == Anonymization::Netblock
+        }),
+        ("uuid-prefix-file", "/var/local/uuid/prefix", |c| {
+            c.uuid_prefix_file.as_deref().and_then(|p| p.to_str()) == Some("/var/local/uuid/prefix")
+        }),
+        ("tcpinfo.eventsocket", "/local/tcpinfo.sock", |c| {
+            c.eventsocket.as_deref().and_then(|p| p.to_str()) == Some("/local/tcpinfo.sock")
+        }),
+        ("prometheusx.listen-address", ":9991", |c| {
+            c.prometheus_listen_address == ":9991"
+        }),
+    ];
+    const GO_BOOL_FLAGS: &[(&str, Check)] = &[
+        ("trace", |c| c.trace),
+        ("logx.debug", |c| {
+            c.logx_debug && c.effective_log_level() == Level::Debug
+        }),
+    ];
+
+    #[test]
+    fn every_flag_of_the_go_tool_parses_in_every_go_spelling_with_gos_meaning() {
+        for &(name, value, holds) in GO_VALUE_FLAGS {
+            let eq = format!("-{name}={value}");
+            let dd_eq = format!("--{name}={value}");
+            let (single, double) = (format!("-{name}"), format!("--{name}"));
+            for args in [
+                vec![single.as_str(), value],
+                vec![eq.as_str()],
+                vec![dd_eq.as_str()],
+                vec![double.as_str(), value],
+            ] {
+                let c = parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert!(holds(&c), "{args:?}: {c:?}");
+            }
+            // Unset: not what the flag asks for (the check is not vacuous).
+            assert!(!holds(&parse(&[]).unwrap()), "-{name} default");
+        }
+        for &(name, holds) in GO_BOOL_FLAGS {
+            for on in [
+                format!("-{name}"),
+                format!("--{name}"),
+                format!("-{name}=true"),
+                format!("--{name}=1"),
+                format!("-{name}=T"),
+            ] {
+                let c = parse(&[&on]).unwrap_or_else(|e| panic!("{on}: {e}"));
+                assert!(holds(&c), "{on}");
+            }
+            for off in [
+                format!("-{name}=false"),
+                format!("--{name}=0"),
+                format!("-{name}=F"),
+            ] {
+                let c = parse(&[&off]).unwrap_or_else(|e| panic!("{off}: {e}"));
+                assert!(!holds(&c), "{off}");
+            }
+            assert!(!holds(&parse(&[]).unwrap()), "-{name} default");
+            // As in Go, a boolean never takes the next argument.
+            assert!(parse(&[&format!("-{name}"), "false"]).is_err());
+        }
+        // Go's -h and -help print the usage and exit 0.
+        for help in ["-h", "-help", "--help"] {
+            let e = parse(&[help]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{help}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_lists_collect_as_flagx() {
+        let c = parse(&[
+            "-reps=1",
+            "-reps",
+            "2",
+            "-anonymize.ip=netblock",
+            "--anonymize.ip=none",
+            "-trace",
+            "-trace=false",
+            "-exclude-srcport=22",
+            "-exclude-srcport=80",
+            "-prom=:1",
+            "-prometheusx.listen-address=:2",
+        ])
+        .unwrap();
+        assert_eq!(c.reps, 2);
+        assert_eq!(c.anonymize_ip, Anonymization::None);
+        assert!(!c.trace);
+        assert_eq!(c.exclude_srcport, [22, 80]);
+        assert_eq!(c.prometheus_listen_address, ":2");
+        // flagx.ArgsFromEnv: the environment only fills flags the command
+        // line left unset.
+        let env = |name: &str| match name {
+            "REPS" => Some("9".to_string()),
+            "OUTPUT" => Some("/env".to_string()),
+            _ => None,
+        };
+        let c = Config::try_parse_go_args_env(["tcp-info", "-reps=1", "-reps=3"], env).unwrap();
+        assert_eq!((c.reps, c.output.to_str()), (3, Some("/env")));
+    }
+
+    #[test]
+    fn help_lists_check_and_prom_and_tcp_info_help_is_help() {
+        let help = Config::command().render_long_help().to_string();
+        assert!(help.contains("tcp-info check -policy FILE"), "{help}");
+        assert!(help.contains("[alias: --prom]"), "{help}");
+        assert!(
+            help.contains("--logx.debug") && help.contains("--trace"),
+            "{help}"
+        );
+        for args in [&["tcp-info", "help"][..], &["tcp-info", "help", "check"]] {
+            let e = Invocation::try_parse_go_args(args.iter().copied()).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
+        let check = Invocation::try_parse_go_args(["tcp-info", "help", "check"]).unwrap_err();
+        assert!(check.to_string().contains("-policy"), "{check}");
+    }
+
+    #[test]
+    fn log_flags_and_the_effective_command_line() {
+        let c = parse(&["-log.level=warn", "-log.format", "json", "-reps=4"]).unwrap();
+        assert_eq!(c.effective_log_level(), Level::Warn);
+        assert_eq!(c.log_format, Format::Json);
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            (d.effective_log_level(), d.log_format),
+            (Level::Info, Format::Plain)
+        );
+        assert!(parse(&["-log.level=loud"]).is_err());
+        assert!(parse(&["-log.format=xml"]).is_err());
+        let line = c.effective_command_line();
+        for part in [
+            "-output=data",
+            "-reps=4",
+            "-log.level=warn",
+            "-log.format=json",
+            "-poll-interval=10ms",
+            "-exclude-local=true",
+        ] {
+            assert!(line.split(' ').any(|p| p == part), "{part} in {line}");
+        }
     }
 }

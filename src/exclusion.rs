@@ -43,6 +43,15 @@ impl Exclusion {
     }
 }
 
+impl Exclusion {
+    /// Whether `-exclude-local` alone leaves the connection out (an end is
+    /// loopback, link-local, multicast or unspecified).
+    pub fn excludes_as_local(&self, msg: &InetDiagMsg) -> bool {
+        let (src, dst) = (msg.src(), msg.dst());
+        self.exclude_local && (is_non_routable(src) || is_non_routable(dst))
+    }
+}
+
 /// Loopback, link-local, multicast or unspecified: addresses whose
 /// connections say nothing about the host's traffic with the world.
 pub fn is_non_routable(ip: IpAddr) -> bool {

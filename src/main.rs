@@ -1,6 +1,5 @@
 //! The `tcp-info` agent: flags, wiring, signals.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,13 +18,13 @@ use tcp_info::exposure::worker::{ListenerHook, WorkerHooks};
 use tcp_info::exposure::{ExposureWorker, SummaryCell};
 use tcp_info::flow_events::FlowEventObserver;
 use tcp_info::listener_events::ListenerEventObserver;
-use tcp_info::log;
 use tcp_info::metrics::{self, Metrics, MetricsObserver};
 use tcp_info::policy::{self, ActivePolicy};
 use tcp_info::poller::{NoticeConfig, PollObserver, Poller, PollerConfig};
 use tcp_info::saver::{self, naming, Saver, SaverConfig, ShardQueue};
 use tcp_info::signals;
 use tcp_info::stats::Stats;
+use tcp_info::{log, log_error, log_warn};
 
 fn main() -> ExitCode {
     let config = match Invocation::try_parse_go_args(std::env::args()) {
@@ -78,29 +77,43 @@ fn ready(c: ReadyConfig) -> ExitCode {
     }
 }
 
-/// Loads `-listen-policy` (re-read on SIGHUP and `POST /-/reload`).
-fn start_listen_policy(path: &Path) -> anyhow::Result<Arc<ActivePolicy>> {
-    let policy = ActivePolicy::load(path).context("listen policy")?;
+/// What is running and how: the version, then every flag's value in force
+/// (the Go tool logs its arguments too).
+fn log_start(config: &Config) {
     log!(
-        "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
-        path.display(),
-        policy.rules()
+        "tcp-info {} (commit {}, {})",
+        metrics::build::VERSION,
+        metrics::build::GIT_COMMIT,
+        metrics::build::RUSTC_VERSION
     );
-    Ok(policy)
+    log!("flags: {}", config.effective_command_line());
+    if config.trace {
+        log_warn!("-trace: the Go tool writes a Go runtime execution trace; this agent has none and writes no trace file");
+    }
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    log::init(config.effective_log_level(), config.log_format);
     let signals = signals::install().context("installing signal handlers")?;
     raise_open_files_limit();
     let listen_policy = config
         .listen_policy
         .as_deref()
-        .map(start_listen_policy)
+        .map(|path| ActivePolicy::load(path).context("listen policy"))
         .transpose()?;
     let stop = act_on_signals(signals, listen_policy.as_ref())?;
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     tcp_info::output::prepare(&config.output)?;
+    // After the checks above, whose refusal is one line on its own.
+    log_start(&config);
+    if let (Some(path), Some(policy)) = (&config.listen_policy, &listen_policy) {
+        log!(
+            "listen policy {}: {} rules (reloaded on SIGHUP and POST /-/reload)",
+            path.display(),
+            policy.rules()
+        );
+    }
     let stats = Arc::new(Stats::default());
     let exposure_summary = Arc::new(SummaryCell::default());
     let metrics = start_metrics(
@@ -133,7 +146,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut poller = start_poller(&config, &uuid_prefix, shards, observers, &stats)?;
     let polled = poller.run(&stop);
     if let Err(gone) = &polled {
-        log!("{gone}: stopping (its connections can no longer be archived)");
+        log_error!("{gone}: stopping (its connections can no longer be archived)");
     }
     let failures = shut_down(poller, writers, event_server, &stats);
     polled?;
@@ -334,7 +347,7 @@ fn subscribe_to_destroy_notices(config: &Config) -> Option<NoticeSocket> {
             Some(notices)
         }
         Err(e) => {
-            log!("destroy notices unavailable ({e}): connections close when they vanish from a dump, without their final tcp_info");
+            log_warn!("destroy notices unavailable ({e}): connections close when they vanish from a dump, without their final tcp_info");
             None
         }
     }
@@ -351,7 +364,7 @@ fn shut_down(
     drop(poller);
     let failures = writers.join();
     for failure in &failures {
-        log!("{failure}");
+        log_error!("{failure}");
     }
     if let Some(server) = event_server {
         server.shutdown();
@@ -367,7 +380,7 @@ fn raise_open_files_limit() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
             if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                log!("cannot raise the open files limit from {soft} to {hard}: {e}");
+                log_warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
             }
         }
     }

@@ -16,7 +16,44 @@ use crate::parse_go_bool;
 pub fn try_parse<P: Parser>(
     args: impl IntoIterator<Item = impl Into<String>>,
 ) -> Result<P, clap::Error> {
-    P::try_parse_from(go_style_args(P::command(), args))
+    let command = go_command::<P>();
+    parse_rewritten(command.clone(), go_style_args(command, args))
+}
+
+/// `P`'s definitions with Go's rule for a flag given twice: the last value
+/// wins (a list flag, `ArgAction::Append`, still collects every value).
+pub fn go_command<P: Parser>() -> Command {
+    let mut command = P::command().args_override_self(true);
+    command.build();
+    command
+}
+
+/// Parses arguments already rewritten by [`go_style_args`].
+fn parse_rewritten<P: Parser>(command: Command, args: Vec<String>) -> Result<P, clap::Error> {
+    parse_rewritten_with_values(command, args).map(|(p, _)| p)
+}
+
+/// Every flag's effective value, as `(name, value)` in definition order:
+/// from the command line, the environment or the default; list values
+/// joined with commas. Flags without a value (unset, no default) are left
+/// out.
+pub type FlagValues = Vec<(String, String)>;
+
+fn parse_rewritten_with_values<P: Parser>(
+    command: Command,
+    args: Vec<String>,
+) -> Result<(P, FlagValues), clap::Error> {
+    let mut matches = command.clone().try_get_matches_from(args)?;
+    let values = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let raw = matches.get_raw(arg.get_id().as_str())?;
+            let joined: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+            Some((long.to_owned(), joined.join(",")))
+        })
+        .collect();
+    P::from_arg_matches_mut(&mut matches).map(|p| (p, values))
 }
 
 /// Like [`try_parse`], then every flag not given on the command line is
@@ -36,8 +73,16 @@ pub fn try_parse_with_env_from<P: Parser>(
     args: impl IntoIterator<Item = impl Into<String>>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<P, clap::Error> {
-    let mut command = P::command();
-    command.build();
+    try_parse_with_env_values(args, env).map(|(p, _)| p)
+}
+
+/// [`try_parse_with_env_from`], and every flag's effective value (for the
+/// start-up log line: what the agent actually runs with).
+pub fn try_parse_with_env_values<P: Parser>(
+    args: impl IntoIterator<Item = impl Into<String>>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(P, FlagValues), clap::Error> {
+    let command = go_command::<P>();
     let mut args = go_style_args(command.clone(), args);
     let given: Vec<&str> = args
         .iter()
@@ -76,7 +121,7 @@ pub fn try_parse_with_env_from<P: Parser>(
     }
     // After the program name: before any `--` or positional argument.
     args.splice(1.min(args.len())..1.min(args.len()), from_env);
-    P::try_parse_from(args)
+    parse_rewritten_with_values(command, args)
 }
 
 /// The environment variable of flag `long`: upper-case, `.` and `-` as `_`
@@ -272,6 +317,38 @@ mod tests {
         verbose: bool,
         #[arg(long = "port", value_delimiter = ',')]
         ports: Vec<u16>,
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value_as_go_does_and_lists_collect_every_value() {
+        let none = |_: &str| None;
+        let f: EnvFlags = try_parse_with_env_from(
+            [
+                "prog",
+                "-poll-interval=1s",
+                "--poll-interval",
+                "2s",
+                "-verbose",
+                "-verbose",
+                "-port=1",
+                "-port",
+                "2,3",
+            ],
+            none,
+        )
+        .unwrap();
+        assert_eq!(f.poll_interval, "2s");
+        assert!(f.verbose);
+        assert_eq!(f.ports, [1, 2, 3]);
+        let f: EnvFlags = try_parse(["prog", "-policy=/a", "-policy=/b"]).unwrap();
+        assert_eq!(f.policy.as_deref(), Some("/b"));
+        // The environment fills only what the command line left unset, even
+        // when the command line repeats a flag.
+        let env = |name: &str| (name == "POLL_INTERVAL").then(|| "9s".to_string());
+        let f: EnvFlags =
+            try_parse_with_env_from(["prog", "-poll-interval=1s", "-poll-interval=3s"], env)
+                .unwrap();
+        assert_eq!(f.poll_interval, "3s");
     }
 
     #[test]

@@ -10,6 +10,12 @@ pub fn parse_go_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// [`parse_go_bool`] as a clap value parser, for `-flag=VALUE` booleans.
+pub fn go_bool(text: &str) -> Result<bool, String> {
+    parse_go_bool(text)
+        .ok_or_else(|| format!("{text:?} is not a boolean (true, false, 1, 0, t, f)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

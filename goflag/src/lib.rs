@@ -16,7 +16,10 @@ mod boolean;
 mod duration;
 mod report;
 
-pub use args::{env_name, go_style_args, try_parse, try_parse_with_env, try_parse_with_env_from};
-pub use boolean::parse_go_bool;
+pub use args::{
+    env_name, go_command, go_style_args, try_parse, try_parse_with_env, try_parse_with_env_from,
+    try_parse_with_env_values, FlagValues,
+};
+pub use boolean::{go_bool, parse_go_bool};
 pub use duration::{parse_go_duration, DurationError};
 pub use report::{one_line, report};

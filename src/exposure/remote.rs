@@ -282,7 +282,7 @@ impl RemoteTracker {
         let socket = match DiagSocket::new() {
             Ok(s) => Some(s),
             Err(e) => {
-                log!("remote-states: no SYN_RECV, TIME_WAIT or CLOSE sockets: cannot open NETLINK_SOCK_DIAG: {e}");
+                log_warn!("remote-states: no SYN_RECV, TIME_WAIT or CLOSE sockets: cannot open NETLINK_SOCK_DIAG: {e}");
                 None
             }
         };
@@ -317,7 +317,7 @@ impl RemoteTracker {
             // only the three leftover states are missing this time.
             if let Err(e) = dump_leftover_states(socket, &self.filter, &mut self.dumped) {
                 self.cell.dump_errors.fetch_add(1, Relaxed);
-                log_limited!(DUMP_ERRORS, "remote-states: sock_diag dump failed: {e}");
+                warn_limited!(DUMP_ERRORS, "remote-states: sock_diag dump failed: {e}");
             }
         }
         self.states.begin();

@@ -98,7 +98,9 @@ fn run(
     let mut udp_socket = match DiagSocket::new() {
         Ok(s) => Some(s),
         Err(e) => {
-            log!("exposure: no UDP listeners in the gauges: cannot open NETLINK_SOCK_DIAG: {e}");
+            log_warn!(
+                "exposure: no UDP listeners in the gauges: cannot open NETLINK_SOCK_DIAG: {e}"
+            );
             None
         }
     };
@@ -127,7 +129,7 @@ fn run(
                 // Keep the last good list rather than blink every series.
                 Err(e) => {
                     cell.udp_dump_errors.fetch_add(1, Relaxed);
-                    log_limited!(UDP_ERRORS, "exposure: UDP sock_diag dump failed: {e}");
+                    warn_limited!(UDP_ERRORS, "exposure: UDP sock_diag dump failed: {e}");
                 }
             }
             next_udp = now + INVENTORY_INTERVAL;

@@ -51,7 +51,7 @@ impl StatsCollector {
             exposure,
             errors: FamilyDef::counter(
                 "tcpinfo_error_total",
-                "errors by type: netlink_<kind> (failed dumps), parse (malformed replies), open and write (archive files), udp_dump (exposure)",
+                "errors by type: NLMSG_ERROR (the kernel refused a dump, as the Go tool names it), netlink_<kind> (other failed dumps), parse (malformed replies), open and write (archive files), udp_dump (exposure)",
                 &["type"],
             ),
             snapshots: FamilyDef::counter(
@@ -177,7 +177,7 @@ impl Collector for StatsCollector {
         let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed) as f64;
         let mut errors: Vec<(String, f64)> = lock(&self.poll.netlink_errors)
             .iter()
-            .map(|(kind, &count)| (format!("netlink_{kind}"), count as f64))
+            .map(|(&kind, &count)| (error_type(kind), count as f64))
             .collect();
         errors.push(("parse".into(), n(&s.parse_errors)));
         errors.push(("open".into(), n(&s.open_errors)));
@@ -216,6 +216,15 @@ impl Collector for StatsCollector {
                         }),
                 ),
         ]
+    }
+}
+
+/// The `type` of a failed dump: Go's name where the Go tool counts the same
+/// failure (a kernel `NLMSG_ERROR` reply), `netlink_<kind>` otherwise.
+pub(crate) fn error_type(kind: &str) -> String {
+    match kind {
+        "kernel" => "NLMSG_ERROR".to_owned(),
+        kind => format!("netlink_{kind}"),
     }
 }
 

@@ -15,12 +15,17 @@
 //!   wiring adds, on a small runtime.
 //! - [`probe`]: `tcp-info ready`, the client side of `/-/ready`.
 
+pub mod build;
 mod collectors;
 mod family;
+#[cfg(test)]
+mod go_parity;
+pub mod gofloat;
 mod listener_changes;
 pub mod observer;
 pub mod policy;
 pub mod probe;
+mod process;
 pub mod rates;
 mod remote;
 pub mod server;
@@ -115,7 +120,8 @@ impl Metrics {
                 "tcpinfo_polling_interval_histogram",
                 "time between the starts of two polls (seconds)",
             )
-            .buckets(prometheus::linear_buckets(0.0, 0.001, 30).expect("valid buckets")),
+            // Go's LinearBuckets(0, .001, 30), bound for bound.
+            .buckets(gofloat::go_linear_buckets(0.0, 0.001, 30)),
         )
         .expect("valid histogram");
         let connection_count = HistogramVec::new(
@@ -173,6 +179,8 @@ impl Metrics {
                 Arc::clone(&poll_state),
             )),
             Box::new(listener_changes::ListenerChangeCollector::new(exposure)),
+            Box::new(build::BuildCollector::new()),
+            Box::new(process::ProcessCollector::new()),
         ] {
             registry.register(c).expect("metric definitions are unique");
         }
@@ -240,6 +248,8 @@ impl Metrics {
         // Encoding into a Vec fails only on a malformed family, which our
         // collectors never build; render what was encoded anyway.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        // Histogram bounds as the Go tool prints them (`1e+06`, not
+        // `1000000`): dashboards select buckets by these strings.
+        gofloat::go_le_labels(&out)
     }
 }

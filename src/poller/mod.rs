@@ -47,6 +47,7 @@ const AFTERLIFE_MS: i64 = 3_000;
 /// out of every dump, for as long as it likes); forgotten at its notice.
 const LATE_NOTICE_MS: i64 = 600_000;
 
+mod local_only;
 mod recently_closed;
 
 /// Hooks for whoever else wants to know what the poller sees (event socket,
@@ -121,6 +122,8 @@ struct Poll {
     closed_absent: RecentlyClosed,
     /// The current cycle's number (poll gaps count cycles).
     cycle: u64,
+    /// Says once when every connection so far was excluded as local.
+    local_only: local_only::LocalOnlyNotice,
 }
 
 /// The polling loop over a [`DumpSource`] (the kernel by default), and
@@ -192,6 +195,7 @@ impl<S: DumpSource> Poller<S> {
                 afterlife: RecentlyClosed::new(AFTERLIFE_MS),
                 closed_absent: RecentlyClosed::new(LATE_NOTICE_MS),
                 cycle: 0,
+                local_only: local_only::LocalOnlyNotice::new(Instant::now()),
             },
             config,
             requests: vec![ALL_FAMILIES],
@@ -276,11 +280,17 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 self.poll.out.anonymizer.refresh_local_addresses();
                 next_refresh = start + LOCAL_ADDRESS_REFRESH;
             }
+            if let Some(notice) = self.poll.local_only.due(start, false) {
+                log!("{notice}");
+            }
             if start >= next_summary {
                 log!("{}", self.poll.stats.summary(summary_window));
                 summary_window = self.poll.stats.snapshot_polls();
                 next_summary = later(start, self.config.stats_interval);
             }
+        }
+        if let Some(notice) = self.poll.local_only.due(Instant::now(), true) {
+            log!("{notice}");
         }
         Ok(cycles)
     }
@@ -353,7 +363,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 Err(e) => {
                     complete = false;
                     add(&poll.stats.netlink_errors, 1);
-                    log_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
+                    warn_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
                     for o in &mut poll.out.observers {
                         o.error(e.kind());
                     }
@@ -450,7 +460,7 @@ impl Poll {
         // genuine, but a live socket may be missing.
         if dump.interrupted {
             add(&self.stats.interrupted_dumps, 1);
-            log_limited!(
+            warn_limited!(
                 INTERRUPTED_DUMPS,
                 "the kernel interrupted a dump (NLM_F_DUMP_INTR); no connection is closed this cycle"
             );
@@ -514,7 +524,7 @@ impl Poll {
                 add(&self.stats.destroy_notices, read.notices as u64);
                 if read.lost {
                     add(&self.stats.destroy_notices_lost, 1);
-                    log_limited!(
+                    warn_limited!(
                         NOTICES_LOST,
                         "the kernel dropped destroy notices (receive buffer full); those connections close when they stay out of dumps"
                     );
@@ -522,7 +532,7 @@ impl Poll {
             }
             Err(e) => {
                 add(&self.stats.destroy_notices_lost, 1);
-                log_limited!(NOTICE_ERRORS, "reading destroy notices failed: {e}");
+                warn_limited!(NOTICE_ERRORS, "reading destroy notices failed: {e}");
             }
         }
     }
@@ -594,7 +604,7 @@ impl Poll {
             }
             Err(e) => {
                 add(&self.stats.parse_errors, 1);
-                log_limited!(PARSE_ERRORS, "skipping malformed {what}: {e}");
+                warn_limited!(PARSE_ERRORS, "skipping malformed {what}: {e}");
                 None
             }
         }
@@ -619,6 +629,8 @@ impl Poll {
                 entry.excluded = self.afterlife.contains(cookie)
                     || self.closed_absent.contains(cookie)
                     || self.exclusion.excludes(&msg);
+                self.local_only
+                    .seen(entry.excluded && self.exclusion.excludes_as_local(&msg));
                 if entry.excluded {
                     return;
                 }

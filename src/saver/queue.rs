@@ -106,7 +106,7 @@ impl ShardQueue {
                 None
             }
             Err(TrySendError::Full(batch)) if batch.bytes.len() < MAX_PENDING_BATCH_BYTES => {
-                log_limited!(
+                warn_limited!(
                     WRITERS_BEHIND,
                     "writers are behind; holding {} snapshots for the next cycle",
                     batch.snapshot_count()
@@ -114,7 +114,7 @@ impl ShardQueue {
                 Some(batch)
             }
             Err(TrySendError::Full(batch)) => {
-                log_limited!(
+                warn_limited!(
                     WRITERS_BEHIND,
                     "writers are far behind; polling waits for them"
                 );

@@ -309,7 +309,7 @@ impl ShardWriter {
             .tree
             .create_segment(conn.date, &conn.uuid, &mut conn.sequence);
         if conn.sequence != asked {
-            log_limited!(
+            warn_limited!(
                 NEXT_SEQUENCE,
                 "{}: segment .{asked:05} already exists (a previous run, or planted); continuing at .{:05}",
                 conn.uuid,
@@ -325,7 +325,7 @@ impl ShardWriter {
             }
             Err(e) => {
                 add(&self.stats.open_errors, 1);
-                log_limited!(OPEN_ERRORS, "cannot create {}: {e}; will retry", conn.uuid);
+                warn_limited!(OPEN_ERRORS, "cannot create {}: {e}; will retry", conn.uuid);
                 match e {
                     CreateError::Reserve(_) => conn.retry.wait(now, self.config.flush_interval),
                     CreateError::Io { .. } => conn.retry.failed(now, self.config.flush_interval),
@@ -418,7 +418,7 @@ impl ShardWriter {
             Ok(r) => r,
             Err(e) => {
                 add(&self.stats.parse_errors, 1);
-                log_limited!(PARSE_ERRORS, "writer: dropping malformed snapshot: {e}");
+                warn_limited!(PARSE_ERRORS, "writer: dropping malformed snapshot: {e}");
                 return false;
             }
         };
@@ -548,7 +548,7 @@ impl ShardWriter {
             }
             Err(e) => {
                 add(&self.stats.write_errors, 1);
-                log_limited!(WRITE_ERRORS, "cannot write {}: {e}; will retry", conn.uuid);
+                warn_limited!(WRITE_ERRORS, "cannot write {}: {e}; will retry", conn.uuid);
                 conn.retry.failed(now, self.config.flush_interval);
                 false
             }
@@ -573,7 +573,7 @@ impl ShardWriter {
         }
         if file.committed() == 0 {
             if let Err(e) = self.tree.remove(conn.date, &file) {
-                log!("{}: cannot remove the empty {}: {e}", conn.uuid, file.name);
+                log_warn!("{}: cannot remove the empty {}: {e}", conn.uuid, file.name);
             }
         }
     }
@@ -587,7 +587,7 @@ impl ShardWriter {
     /// Drops (and counts) the connection's lines, then retires it.
     fn give_up(&mut self, mut conn: ConnectionFile, why: &str) {
         let (snapshots, _) = self.drop_pending(&mut conn);
-        log_limited!(DROPS, "{}: dropped {snapshots} snapshots: {why}", conn.uuid);
+        warn_limited!(DROPS, "{}: dropped {snapshots} snapshots: {why}", conn.uuid);
         self.retire(conn);
     }
 
@@ -657,7 +657,7 @@ impl ShardWriter {
         }
         self.victims = victims;
         if connections > 0 {
-            log_limited!(
+            warn_limited!(
                 SHEDDING,
                 "pending archive data over -max-pending-bytes={}: dropped the oldest {snapshots} snapshots of {connections} connections",
                 self.limits.pending.limit()
@@ -695,7 +695,7 @@ impl ShardWriter {
             self.retire(conn);
         }
         if lost > 0 {
-            log!("at shutdown {snapshots} snapshots of {lost} connections could not be written: dropped");
+            log_error!("at shutdown {snapshots} snapshots of {lost} connections could not be written: dropped");
         }
         self.flush_queue.clear();
         self.enforce_budget();

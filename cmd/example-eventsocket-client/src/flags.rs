@@ -31,6 +31,14 @@ pub struct Flags {
     /// closed) and log them; needs this project's tcp-info, not Go's.
     #[arg(long = "listener-changes")]
     pub listener_changes: bool,
+
+    /// Accepted as M-Lab's client accepts it (none or netblock): the Go
+    /// client registers it through a package it imports and never uses it.
+    /// Anonymization is the agent's job (its -anonymize.ip); events arrive
+    /// already anonymized.
+    #[arg(long = "anonymize.ip", default_value = "none", value_name = "METHOD",
+          value_parser = clap::builder::PossibleValuesParser::new(["none", "netblock"]))]
+    pub anonymize_ip: String,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,6 +115,29 @@ mod tests {
         );
         let bad = |name: &str| (name == "LISTENER_CHANGES").then(|| "sure".to_string());
         assert!(Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], bad).is_err());
+    }
+
+    #[test]
+    fn gos_anonymize_ip_is_accepted_in_every_go_spelling() {
+        for args in [
+            vec!["c", "-tcpinfo.eventsocket=/x", "-anonymize.ip", "netblock"],
+            vec!["c", "-tcpinfo.eventsocket=/x", "-anonymize.ip=netblock"],
+            vec!["c", "-tcpinfo.eventsocket=/x", "--anonymize.ip=netblock"],
+            vec!["c", "-tcpinfo.eventsocket=/x", "--anonymize.ip", "netblock"],
+        ] {
+            let flags = Flags::parse_go_args(args.clone(), no_env).unwrap();
+            assert_eq!(flags.anonymize_ip, "netblock", "{args:?}");
+        }
+        let env = |name: &str| (name == "ANONYMIZE_IP").then(|| "netblock".to_string());
+        let flags = Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], env).unwrap();
+        assert_eq!(flags.anonymize_ip, "netblock");
+        let flags = Flags::parse_go_args(["c", "-tcpinfo.eventsocket=/x"], no_env).unwrap();
+        assert_eq!(flags.anonymize_ip, "none");
+        assert!(Flags::parse_go_args(
+            ["c", "-tcpinfo.eventsocket=/x", "-anonymize.ip=all"],
+            no_env
+        )
+        .is_err());
     }
 
     #[test]
