@@ -16,6 +16,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+# csvtool_extended blackholes a connection with iptables.
+command -v iptables >/dev/null || need+=(iptables)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2
@@ -24,6 +26,13 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# csvtool_parquet and csvtool_extended read csvtool's Parquet with DuckDB
+# and pyarrow, as analysts would.
+if ! python3 -c 'import duckdb, pyarrow' 2>/dev/null; then
+  command -v pip3 >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+  pip3 install -q duckdb pyarrow 2>/dev/null || pip3 install -q --break-system-packages duckdb pyarrow
 fi
 
 # The kernel tests would build the agent on first use; built here, every

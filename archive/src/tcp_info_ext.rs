@@ -300,14 +300,14 @@ mod tests {
         );
         // A torn field is absent, not half read.
         let torn = TcpInfo::parse(&struct_of(242)).extended();
-        assert_eq!((torn.total_rto, torn.total_rto_recoveries), (Some(240), None));
+        assert_eq!(
+            (torn.total_rto, torn.total_rto_recoveries),
+            (Some(240), None)
+        );
         // A kernel newer than this decoder: known fields still decode.
         let mut newer = struct_of(280);
         newer.extend_from_slice(&[0xff; 16]);
         assert_eq!(TcpInfo::parse(&newer).extended(), full);
-        assert_eq!(
-            full.values()[2..5],
-            [Some(240), Some(242), Some(244_000)]
-        );
+        assert_eq!(full.values()[2..5], [Some(240), Some(242), Some(244_000)]);
     }
 }

@@ -149,9 +149,9 @@ fn run_csv(args: &Args, inputs: &[Input], columns: Columns) -> anyhow::Result<(u
         .max(1);
     let stdout = io::stdout();
     let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
-            File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            Box::new(File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
         None => Box::new(stdout.lock()),
     };
     out.write_all(columns.header().as_bytes())?;

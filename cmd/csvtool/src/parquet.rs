@@ -81,9 +81,9 @@ enum Builder {
 impl Builder {
     fn new(kind: Kind) -> Self {
         match kind {
-            Kind::Ts => Builder::Ts(
-                TimestampMicrosecondBuilder::with_capacity(BATCH).with_timezone("UTC"),
-            ),
+            Kind::Ts => {
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(BATCH).with_timezone("UTC"))
+            }
             Kind::U8 => Builder::U8(UInt8Builder::with_capacity(BATCH)),
             Kind::U16 => Builder::U16(UInt16Builder::with_capacity(BATCH)),
             Kind::U32 => Builder::U32(UInt32Builder::with_capacity(BATCH)),
@@ -126,7 +126,9 @@ fn mlab_kinds() -> Vec<Kind> {
     use Kind::*;
     let mut k = vec![Ts, U32, U32];
     // IDM
-    k.extend([U8, U8, U8, U8, U16, U16, Str, Str, U32, U64, U32, U32, U32, U32, U32]);
+    k.extend([
+        U8, U8, U8, U8, U16, U16, Str, Str, U32, U64, U32, U32, U32, U32, U32,
+    ]);
     // CongestionAlgorithm, TOS, TClass, ClassID, Shutdown, Protocol, Mark
     k.extend([Str, U8, U8, U32, U8, U8, U32]);
     // TCP: 8 bytes, 24 u32, 4 Go int64, segs as int32, 4 u32, 4 int64,
