@@ -6,8 +6,8 @@
 //!
 //! The story is made so that those fields are not all zero: ECN is on in
 //! the namespace (so the receiver counts ECT(0) bytes in
-//! `tcpi_received_e0_bytes`), and the sender's data is dropped by an
-//! iptables rule until at least two retransmission timeouts have fired
+//! `tcpi_received_e0_bytes`), and the sender's data is dropped on arrival
+//! by an iptables rule until at least two retransmission timeouts have fired
 //! (`tcpi_total_rto`), then let through (one recovery,
 //! `tcpi_total_rto_recoveries`, and its duration, `tcpi_total_rto_time`).
 //! Then the connection is idle with nothing in flight: every compared field
@@ -155,10 +155,13 @@ fn archived_row(
     }
 }
 
+/// Drops (or stops dropping) what arrives for `port`. On arrival, not on
+/// the way out: a packet dropped in OUTPUT is a local send failure, which
+/// TCP meets with probes, not retransmission timeouts.
 fn iptables(ns: &Netns, op: &str, port: u16) {
     run(ns.command(tool_path("iptables")).args([
         op,
-        "OUTPUT",
+        "INPUT",
         "-p",
         "tcp",
         "--dport",
@@ -268,7 +271,7 @@ fn extended_columns_match_getsockopt_on_this_kernel_in_csv_and_parquet() {
         "import duckdb; print(duckdb.sql(\"\"\"SELECT \"TCP.TotalRTO\", \"TCP.TotalRTORecoveries\", \
          \"TCP.TotalRTOTime\", \"TCP.RcvWnd\", typeof(\"TCP.TotalRTO\") FROM '{}' \
          WHERE \"IDM.SockID.SPort\" = {client_port} AND \"IDM.State\" = 1 \
-         ORDER BY \"Timestamp\" DESC LIMIT 1\"\"\").fetchone())",
+         ORDER BY \"Timestamp\" DESC LIMIT 1\"\"\").fetchall()[0])",
         parquet.display()
     );
     let py = Command::new(tool_path("python3"))
