@@ -204,7 +204,6 @@ fn run_csv(args: &Args, inputs: &[Input], columns: Columns) -> anyhow::Result<(u
         )?;
     }
     progress.finish();
-    drop(write);
     out.flush()?;
     Ok((written, failed))
 }
