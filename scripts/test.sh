@@ -23,6 +23,8 @@ command -v crun >/dev/null || command -v runc >/dev/null || need+=(crun)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v readelf >/dev/null || need+=(binutils)
+# csvtool_extended blackholes a connection with iptables.
+command -v iptables >/dev/null || need+=(iptables)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2
@@ -41,6 +43,14 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 if ! command -v cargo-deb >/dev/null; then
   cargo install --quiet --locked cargo-deb
+fi
+# csvtool_parquet and csvtool_extended read csvtool's Parquet with DuckDB
+# and pyarrow, as analysts would.
+if ! python3 -c 'import duckdb, pyarrow' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+  python3 -m pip install --quiet duckdb pyarrow \
+    || python3 -m pip install --quiet --break-system-packages duckdb pyarrow
 fi
 
 # The kernel tests would build the agent on first use; built here, every

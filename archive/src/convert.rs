@@ -3,7 +3,8 @@
 
 use std::io::{self, Read};
 
-use crate::csv::write_row;
+use crate::csv::{write_row, write_row_with, Columns, Source};
+use crate::naming::uuid_from_file_name;
 use crate::reader::{ArchiveReader, ReadError};
 use crate::record::RecordError;
 use crate::record_buf::RecordBuf;
@@ -36,11 +37,25 @@ pub enum ConvertError {
 #[derive(Debug, Default)]
 pub struct CsvConverter {
     record: RecordBuf,
+    columns: Columns,
+    /// The connection of the archive being converted, for the `UUID`
+    /// column: its metadata line's, else its file name's.
+    uuid: Vec<u8>,
 }
 
 impl CsvConverter {
+    /// M-Lab's columns only: rows byte-identical to the Go csvtool's.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// M-Lab's columns, then the opt-in `columns` (see
+    /// [`Columns::header`]).
+    pub fn with_columns(columns: Columns) -> Self {
+        CsvConverter {
+            columns,
+            ..Self::default()
+        }
     }
 
     /// Appends one row per record of `reader` to `out` (no header), handing
@@ -56,6 +71,12 @@ impl CsvConverter {
         mut flush: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
     ) -> Result<u64, ConvertError> {
         let mut rows = 0;
+        let with_columns = self.columns != Columns::default();
+        self.uuid.clear();
+        if self.columns.source {
+            let from_name = uuid_from_file_name(reader.name()).unwrap_or_default();
+            self.uuid.extend_from_slice(from_name.as_bytes());
+        }
         let result = loop {
             let line = match reader.next_line() {
                 Ok(Some(line)) => line,
@@ -69,7 +90,20 @@ impl CsvConverter {
                     source,
                 });
             }
+            if self.columns.source {
+                if let Some(m) = self.record.metadata() {
+                    self.uuid.clear();
+                    self.uuid.extend_from_slice(m.uuid.as_bytes());
+                }
+            }
             match Snapshot::decode(&self.record) {
+                Ok(snapshot) if with_columns => {
+                    let source = Source {
+                        uuid: &self.uuid,
+                        file: reader.name().as_bytes(),
+                    };
+                    write_row_with(out, &snapshot, self.columns, source)
+                }
                 Ok(snapshot) => write_row(out, &snapshot),
                 Err(source) => {
                     break Err(ConvertError::Snapshot {

@@ -22,6 +22,7 @@
 //!   them so for BigQuery), which is why an unset pacing rate shows -1.
 
 use crate::snapshot::Snapshot;
+use crate::tcp_info_ext::EXTENDED_FIELDS;
 use crate::timestamp::Timestamp;
 
 /// The header line, with its newline.
@@ -52,10 +53,80 @@ pub const ZERO_TIME_PLACEHOLDER: &str = "2009-05-29T23:59:59Z";
 const IDM_COLUMNS: usize = 15;
 const TCP_COLUMNS: usize = 54;
 
+/// Columns beyond M-Lab's, each opt-in, written after them in this order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// One column per [`EXTENDED_FIELDS`] entry: the `tcp_info` fields
+    /// after `tcpi_snd_wnd`, empty where the archived struct is shorter.
+    pub extended: bool,
+    /// `UUID` and `File`: the connection and the archive a row came from.
+    pub source: bool,
+}
+
+impl Columns {
+    /// The header line for these columns, with its newline.
+    pub fn header(&self) -> String {
+        let mut h = HEADER.trim_end_matches('\n').to_string();
+        if self.extended {
+            for f in EXTENDED_FIELDS {
+                h.push(',');
+                h.push_str(f.column);
+            }
+        }
+        if self.source {
+            h.push_str(",UUID,File");
+        }
+        h.push('\n');
+        h
+    }
+}
+
+/// Where a row came from, for [`Columns::source`].
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub uuid: &'a [u8],
+    pub file: &'a [u8],
+}
+
 /// Appends one row (with its newline) for `s`.
 pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
     let mut row = Row::new(out);
-    write_timestamp(&mut row, &s.timestamp);
+    write_mlab_cells(&mut row, s);
+    row.push(b'\n');
+    row.finish();
+}
+
+/// Appends one row (with its newline) for `s` with the opt-in `columns`;
+/// `source` fills the `UUID` and `File` cells.
+pub fn write_row_with(out: &mut Vec<u8>, s: &Snapshot<'_>, columns: Columns, source: Source<'_>) {
+    let mut row = Row::new(out);
+    write_mlab_cells(&mut row, s);
+    if columns.extended {
+        match &s.tcp_info {
+            Some(t) => {
+                for v in t.extended().values() {
+                    match v {
+                        Some(v) => row.num(v),
+                        None => row.cell(),
+                    }
+                }
+            }
+            None => row.empty(EXTENDED_FIELDS.len()),
+        }
+    }
+    if columns.source {
+        row.cell();
+        write_go_csv_field(&mut row, source.uuid);
+        row.cell();
+        write_go_csv_field(&mut row, source.file);
+    }
+    row.push(b'\n');
+    row.finish();
+}
+
+/// The M-Lab columns of one row, without the newline.
+fn write_mlab_cells(row: &mut Row<'_>, s: &Snapshot<'_>) {
+    write_timestamp(row, &s.timestamp);
     row.num(s.observed);
     row.num(s.not_fully_parsed);
 
@@ -69,12 +140,12 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
             row.num(m.sport());
             row.num(m.dport());
             row.cell();
-            write_go_ip(&mut row, m.src_bytes());
+            write_go_ip(row, m.src_bytes());
             row.cell();
-            write_go_ip(&mut row, m.dst_bytes());
+            write_go_ip(row, m.dst_bytes());
             row.num(u32::from_be_bytes([raw[40], raw[41], raw[42], raw[43]]));
             row.cell();
-            write_upper_hex(&mut row, m.cookie());
+            write_upper_hex(row, m.cookie());
             row.num(m.expires());
             row.num(m.rqueue());
             row.num(m.wqueue());
@@ -85,7 +156,7 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
     }
 
     row.cell();
-    write_go_csv_field(&mut row, s.congestion.unwrap_or_default());
+    write_go_csv_field(row, s.congestion.unwrap_or_default());
     row.num(s.tos.unwrap_or(0));
     row.num(s.tclass.unwrap_or(0));
     row.num(s.class_id.unwrap_or(0) as u8);
@@ -189,8 +260,6 @@ pub fn write_row(out: &mut Vec<u8>, s: &Snapshot<'_>) {
         }
         None => row.empty(4),
     }
-    row.push(b'\n');
-    row.finish();
 }
 
 /// Counters Go declares `int64` (see the module comment): the same bits,

@@ -7,7 +7,9 @@
 //! - [`RecordBuf`]: the one decoder of archive lines, with Go's
 //!   `encoding/json` semantics, into buffers reused from line to line.
 //! - [`ArchiveReader`]: the lines of a plain or zstd (multi-frame) archive.
-//! - [`Snapshot`]: a record decoded into typed kernel structs.
+//! - [`Snapshot`]: a record decoded into typed kernel structs;
+//!   [`TcpInfo::extended`] / [`EXTENDED_FIELDS`]: the `tcp_info` fields
+//!   newer kernels append after M-Lab's last one.
 //! - [`csv`] / [`CsvConverter`]: rows byte-identical to M-Lab's Go csvtool.
 //! - [`naming`]: UUIDs and segment file paths.
 //!
@@ -20,6 +22,7 @@ mod reader;
 mod record;
 mod record_buf;
 mod snapshot;
+mod tcp_info_ext;
 mod timestamp;
 
 pub use convert::{ConvertError, CsvConverter};
@@ -32,5 +35,8 @@ pub use record_buf::RecordBuf;
 pub use snapshot::{
     attribute_bit, InetDiagMeminfo, SkMeminfo, Snapshot, SnapshotError, TcpBbrInfo, TcpDctcpInfo,
     TcpInfo, TcpVegasInfo, TCP_INFO_LEN,
+};
+pub use tcp_info_ext::{
+    ExtendedField, FieldWidth, TcpInfoExtended, EXTENDED_FIELDS, TCP_INFO_MAX_LEN,
 };
 pub use timestamp::{Timestamp, TimestampError, TimestampText, GO_ZERO_TIME};

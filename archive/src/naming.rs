@@ -16,6 +16,15 @@ pub fn segment_path(output: &Path, date: (i32, u32, u32), uuid: &str, sequence: 
     ))
 }
 
+/// The UUID in an archive's file name (`…/<uuid>.<seq>.jsonl.zst`): the
+/// name up to its first dot; `None` for standard input (`-`) or a name
+/// that does not look like one.
+pub fn uuid_from_file_name(path: &str) -> Option<&str> {
+    let name = Path::new(path).file_name()?.to_str()?;
+    let (uuid, rest) = name.split_once('.')?;
+    (!uuid.is_empty() && rest.contains("jsonl")).then_some(uuid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +39,16 @@ mod tests {
             segment_path(Path::new("/out"), (2019, 4, 2), "h_1_00000000000003E8", 183),
             PathBuf::from("/out/2019/04/02/h_1_00000000000003E8.00183.jsonl.zst")
         );
+    }
+
+    #[test]
+    fn uuids_come_back_out_of_file_names() {
+        assert_eq!(
+            uuid_from_file_name("/out/2019/04/02/h_1_00000000000003E8.00183.jsonl.zst"),
+            Some("h_1_00000000000003E8")
+        );
+        assert_eq!(uuid_from_file_name("x_1.jsonl"), Some("x_1"));
+        assert_eq!(uuid_from_file_name("-"), None);
+        assert_eq!(uuid_from_file_name("notes.txt"), None);
     }
 }

@@ -23,6 +23,7 @@ use inetdiag::{
 };
 
 use crate::record_buf::RecordBuf;
+use crate::tcp_info_ext::{Tail, TcpInfoExtended, EXTENDED_LEN};
 use crate::timestamp::Timestamp;
 
 /// Why a record is not a snapshot.
@@ -89,10 +90,15 @@ pub struct TcpBbrInfo {
 
 /// `struct tcp_info` (INET_DIAG_INFO, include/uapi/linux/tcp.h) through
 /// `tcpi_snd_wnd`. Fields the kernel did not send are zero; `len` says how
-/// many bytes it sent.
+/// many bytes it sent. The fields newer kernels append after `tcpi_snd_wnd`
+/// are read through [`TcpInfo::extended`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpInfo {
     pub len: usize,
+    /// The bytes after `tcpi_snd_wnd` up to the newest known field, zero
+    /// where the kernel sent none; decoded only on demand, so the
+    /// M-Lab-compatible paths pay a copy and nothing more.
+    tail: Tail,
     pub state: u8,
     pub ca_state: u8,
     pub retransmits: u8,
@@ -200,8 +206,14 @@ impl<const N: usize> Fields<N> {
 impl TcpInfo {
     pub fn parse(b: &[u8]) -> Self {
         let f = Fields::<TCP_INFO_LEN>::new(b);
+        let mut tail = Tail::default();
+        if let Some(rest) = b.get(TCP_INFO_LEN..) {
+            let n = rest.len().min(EXTENDED_LEN);
+            tail.0[..n].copy_from_slice(&rest[..n]);
+        }
         TcpInfo {
             len: b.len(),
+            tail,
             state: f.u8(ti::STATE),
             ca_state: f.u8(ti::CA_STATE),
             retransmits: f.u8(ti::RETRANSMITS),
@@ -257,6 +269,12 @@ impl TcpInfo {
             rcv_ooopack: f.u32(ti::RCV_OOOPACK),
             snd_wnd: f.u32(ti::SND_WND),
         }
+    }
+
+    /// The fields after `tcpi_snd_wnd`, each `None` when the kernel that
+    /// wrote the archive did not send it.
+    pub fn extended(&self) -> TcpInfoExtended {
+        TcpInfoExtended::decode(self.len, &self.tail)
     }
 }
 

@@ -38,6 +38,11 @@ impl Timestamp {
         self.0.timestamp_millis()
     }
 
+    /// Microseconds since the Unix epoch (finer digits are dropped).
+    pub fn unix_micros(&self) -> i64 {
+        self.0.timestamp_micros()
+    }
+
     /// Go's zero time (year 1): what metadata lines carry.
     pub fn is_go_zero(&self) -> bool {
         self.0.year() == 1 && self.0.timestamp_subsec_nanos() == 0 && self.0.ordinal() == 1

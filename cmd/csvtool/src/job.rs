@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use tcpinfo_archive::csv::Columns;
 use tcpinfo_archive::{ArchiveReader, ConvertError, CsvConverter};
 
 use crate::inputs::Input;
@@ -29,10 +30,11 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Converts `input`, passing chunks of whole rows to `flush` (which must
+/// Converts `input` with M-Lab's columns and `columns`, passing chunks of whole rows to `flush` (which must
 /// empty the buffer). Rows before a failing line are flushed first.
 pub fn convert_one(
     input: &Input,
+    columns: Columns,
     buf: &mut Vec<u8>,
     flush: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
 ) -> Result<(), Failure> {
@@ -43,7 +45,7 @@ pub fn convert_one(
     })?;
     let mut reader =
         ArchiveReader::new(name, file).map_err(|e| Failure::Convert(ConvertError::Read(e)))?;
-    CsvConverter::new()
+    CsvConverter::with_columns(columns)
         .convert(&mut reader, buf, CHUNK, flush)
         .map(|_| ())
         .map_err(Failure::Convert)

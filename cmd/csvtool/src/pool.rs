@@ -20,6 +20,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread;
 
+use tcpinfo_archive::csv::Columns;
+
 use crate::inputs::Input;
 use crate::job::{convert_one, Failure, CHUNK};
 
@@ -76,13 +78,14 @@ impl Shared {
 }
 
 /// Converts `inputs` on `threads` workers, calling `write` with each chunk
-/// of rows and `report` with each failure, both in input order. Stops
-/// early (and returns the error) if `write` fails.
+/// of rows and `done` with each archive's outcome, both in input order.
+/// Stops early (and returns the error) if `write` fails.
 pub fn run(
     inputs: &[Input],
     threads: usize,
+    columns: Columns,
     mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
-    mut report: impl FnMut(Failure),
+    mut done: impl FnMut(Result<(), Failure>),
 ) -> std::io::Result<()> {
     let threads = threads.clamp(1, inputs.len().max(1));
     let window = threads * AHEAD_PER_THREAD;
@@ -101,7 +104,7 @@ pub fn run(
         for _ in 0..threads {
             scope.spawn(|| {
                 let _stop_on_panic = PanicGuard(&shared);
-                worker(inputs, &shared);
+                worker(inputs, columns, &shared);
             });
         }
         let mut result = Ok(());
@@ -128,7 +131,7 @@ pub fn run(
                             result = write(&rows);
                         }
                     }
-                    Message::Done(Err(failure)) if result.is_ok() => report(failure),
+                    Message::Done(outcome) if result.is_ok() => done(outcome),
                     Message::Done(_) => {}
                 }
             }
@@ -181,10 +184,10 @@ fn take(inputs: &[Input], shared: &Shared) -> Option<(usize, SyncSender<Message>
     Some((i, tx))
 }
 
-fn worker(inputs: &[Input], shared: &Shared) {
+fn worker(inputs: &[Input], columns: Columns, shared: &Shared) {
     while let Some((i, tx)) = take(inputs, shared) {
         let mut buf = Vec::with_capacity(CHUNK + CHUNK / 4);
-        let done = convert_one(&inputs[i], &mut buf, |rows| {
+        let done = convert_one(&inputs[i], columns, &mut buf, |rows| {
             // A full chunk is handed on as is; the short last one of an
             // archive is copied, so that a tiny archive waiting for the
             // writer holds its rows, not a chunk-sized buffer.

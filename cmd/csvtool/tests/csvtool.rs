@@ -300,3 +300,208 @@ fn a_failing_archive_does_not_stop_the_others() {
         assert_eq!(out.stdout, golden(NDT));
     }
 }
+
+fn csvtool_with(args: &[&str], files: &[&Path], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_csvtool"))
+        .args(args)
+        .args(files)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A snapshot line whose `tcp_info` is `len` bytes, each field after
+/// `tcpi_snd_wnd` holding its offset (u16 fields) or offset × 1000 (u32).
+fn line_with_tcp_info(len: usize) -> String {
+    let mut info = vec![0u8; 280];
+    for f in tcpinfo_archive::EXTENDED_FIELDS {
+        match f.width {
+            tcpinfo_archive::FieldWidth::U16 => {
+                info[f.offset..f.offset + 2].copy_from_slice(&(f.offset as u16).to_ne_bytes())
+            }
+            tcpinfo_archive::FieldWidth::U32 => info[f.offset..f.offset + 4]
+                .copy_from_slice(&(f.offset as u32 * 1000).to_ne_bytes()),
+        }
+    }
+    info.truncate(len);
+    let mut b64 = Vec::new();
+    tcpinfo_archive::push_base64(&mut b64, &info);
+    format!(
+        "{{\"Timestamp\":\"2019-04-02T14:12:37.511Z\",\"RawIDM\":\"CgECACODqfQAAAAAAAAAAAAA///AqA6GAAAAAAAAAAAAAP//wKgOgQAAAADoAwAAAAAAAHD///8AAAAAAAAAAAAAAACvos4D\",\"Attributes\":[null,null,\"{}\"]}}\n",
+        String::from_utf8(b64).unwrap()
+    )
+}
+
+#[test]
+fn extended_and_uuid_columns_follow_the_mlab_columns_unchanged() {
+    let path = fixture(&format!("{NDT}.jsonl.zst"));
+    let out = csvtool_with(&["-extended", "-uuid"], &[&path], None);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let golden = String::from_utf8(golden(NDT)).unwrap();
+    let extra = 14 + 2;
+    for (i, (got, want)) in text.lines().zip(golden.lines()).enumerate() {
+        let cells: Vec<&str> = got.split(',').collect();
+        assert_eq!(cells.len(), 105 + extra, "line {i}");
+        assert_eq!(cells[..105].join(","), want, "line {i}");
+        if i == 0 {
+            assert_eq!(cells[105], "TCP.RcvWnd");
+            assert_eq!(cells[118], "TCP.AccECNOptSeen");
+            assert_eq!(&cells[119..], ["UUID", "File"]);
+        } else {
+            // 2019's kernel sent no field after tcpi_snd_wnd.
+            assert!(cells[105..119].iter().all(|c| c.is_empty()), "line {i}");
+            assert_eq!(cells[119], "ndt-jdczh_1553815964_00000000000003E8");
+            assert_eq!(cells[120], path.display().to_string());
+        }
+    }
+    assert_eq!(text.lines().count(), golden.lines().count());
+}
+
+#[test]
+fn extended_columns_show_what_each_kernel_generation_sent() {
+    let input = [280, 248, 232].map(line_with_tcp_info).concat();
+    let out = csvtool_with(&["--extended"], &[], Some(input.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let ext = |r: &Vec<&str>| r[105..].join(",");
+    assert_eq!(
+        ext(&rows[0]),
+        "232000,236000,240,242,244000,248000,252000,256000,260000,264000,268000,272000,276,278"
+    );
+    assert_eq!(ext(&rows[1]), "232000,236000,240,242,244000,,,,,,,,,");
+    assert_eq!(ext(&rows[2]), ",,,,,,,,,,,,,");
+    // The M-Lab columns do not change with the flag.
+    let plain = csvtool_with(&[], &[], Some(input.as_bytes()));
+    for (got, want) in text
+        .lines()
+        .zip(String::from_utf8(plain.stdout).unwrap().lines())
+    {
+        assert!(got.starts_with(want));
+    }
+}
+
+#[test]
+fn version_empty_input_and_attached_thread_count() {
+    let out = csvtool_with(&["--version"], &[], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("csvtool {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // No records: the header, a warning, and success.
+    let out = csvtool_with(&[], &[], Some(b""));
+    assert!(out.status.success());
+    assert_eq!(out.stdout, tcpinfo_archive::csv::HEADER.as_bytes());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "csvtool: no records in the input (1 archive)\n"
+    );
+
+    let fin = fixture(&format!("{FINWAIT2}.jsonl.zst"));
+    let out = csvtool_with(&["-j2"], &[&fin, &fin], None);
+    assert!(out.status.success());
+    let fin_golden = golden(FINWAIT2);
+    let (_, rows) = header_and_rows(&fin_golden);
+    assert_eq!(
+        out.stdout.len(),
+        tcpinfo_archive::csv::HEADER.len() + 2 * rows.len()
+    );
+
+    let out = csvtool_with(&["-format=parquet"], &[&fin], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs -o FILE"));
+}
+
+#[test]
+fn parquet_has_a_typed_row_per_csv_row_in_bounded_row_groups() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType, UInt32Type};
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.parquet");
+    let ndt = fixture(&format!("{NDT}.jsonl.zst"));
+    let fin = fixture(&format!("{FINWAIT2}.jsonl.zst"));
+    let out = csvtool_with(
+        &["-format=parquet", "-extended", "-o", file.to_str().unwrap()],
+        &[&ndt, &fin],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty());
+
+    let csv = [golden(NDT), header_and_rows(&golden(FINWAIT2)).1.to_vec()].concat();
+    let csv = String::from_utf8(csv).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap();
+    let meta = builder.metadata().clone();
+    assert!(meta
+        .row_groups()
+        .iter()
+        .all(|g| g.num_rows() as usize <= 64 * 1024));
+    let schema = builder.schema().clone();
+    assert_eq!(schema.fields().len(), 105 + 14);
+    let col = |name: &str| schema.index_of(name).unwrap();
+    let (ts, rtt, pacing) = (col("Timestamp"), col("TCP.RTT"), col("TCP.PacingRate"));
+    let csv_col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let mut at = 0;
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let ts_a = batch.column(ts).as_primitive::<TimestampMicrosecondType>();
+        let rtt_a = batch.column(rtt).as_primitive::<UInt32Type>();
+        let pacing_a = batch.column(pacing).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let row = &rows[at];
+            let cell = |name| row[csv_col(name)];
+            if cell("Timestamp") == "2009-05-29T23:59:59Z" {
+                assert!(ts_a.is_null(i));
+            } else {
+                let want = tcpinfo_archive::Timestamp::parse(cell("Timestamp")).unwrap();
+                assert_eq!(ts_a.value(i), want.unix_micros());
+            }
+            match cell("TCP.RTT") {
+                "" => assert!(rtt_a.is_null(i) && pacing_a.is_null(i)),
+                v => {
+                    assert_eq!(rtt_a.value(i).to_string(), v);
+                    assert_eq!(pacing_a.value(i).to_string(), cell("TCP.PacingRate"));
+                }
+            }
+            at += 1;
+        }
+    }
+    assert_eq!(at, rows.len());
+}

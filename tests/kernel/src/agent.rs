@@ -50,31 +50,39 @@ const POLLING: &str = "tcp-info polling every";
 /// that happens to be there, means a test never runs a stale agent.
 pub fn agent_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // <target>/<profile>/deps/<test executable>
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test executable sits in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("<target>/<profile>");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev",
-            Some(name) => name,
-            None => panic!("no profile directory above {}", exe.display()),
-        };
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        run(Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tcp-info", "--bin", "tcp-info"])
-            .args(["--profile", profile])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target_dir));
-        let binary = profile_dir.join("tcp-info");
-        assert!(binary.is_file(), "no agent at {}", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| workspace_binary("tcp-info", "tcp-info"))
+}
+
+/// The workspace's `csvtool`, built like [`agent_binary`].
+pub fn csvtool_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| workspace_binary("csvtool", "csvtool"))
+}
+
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    // <target>/<profile>/deps/<test executable>
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable sits in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    run(Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .args(["--profile", profile])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target_dir));
+    let binary = profile_dir.join(bin);
+    assert!(binary.is_file(), "no {bin} at {}", binary.display());
+    binary
 }
 
 /// How to start an agent; [`AgentBuilder::start`] starts it.
