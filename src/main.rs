@@ -87,6 +87,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     tcp_info::output::prepare(&config.output)?;
+    // Held until the process exits: a second agent on this tree refuses.
+    let _output_lock = tcp_info::output::lock(&config.output)?;
+    tcp_info::output::probe_writable(&config.output)?;
     let stats = Arc::new(Stats::default());
     let exposure_summary = Arc::new(SummaryCell::default());
     let metrics = start_metrics(
