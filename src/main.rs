@@ -162,6 +162,7 @@ fn start_metrics(
     listen_policy: Option<&Arc<ActivePolicy>>,
 ) -> anyhow::Result<Arc<Metrics>> {
     let metrics = Metrics::new(Arc::clone(stats), exposure_summary);
+    metrics.set_poll_target(config.poll_interval);
     if let Some(policy) = listen_policy {
         metrics.watch_listen_policy(Arc::clone(policy));
     }
