@@ -41,7 +41,8 @@ fn main() -> ExitCode {
             // operator's mistake, like a bad flag (exit 2, as Go's flag).
             let usage = e
                 .downcast_ref::<naming::PrefixError>()
-                .is_some_and(naming::PrefixError::is_usage);
+                .is_some_and(naming::PrefixError::is_usage)
+                || e.is::<metrics::web_config::WebConfigError>();
             if usage {
                 ExitCode::from(2)
             } else {
@@ -166,11 +167,19 @@ fn start_metrics(
     if let Some(policy) = listen_policy {
         metrics.watch_listen_policy(Arc::clone(policy));
     }
+    let web = match &config.web_config_file {
+        Some(file) => {
+            let web = metrics::web_config::load(file)?;
+            log!("metrics web config {}: {}", file.display(), web.describe());
+            web
+        }
+        None => metrics::web_config::WebConfig::default(),
+    };
     let listener = metrics::server::bind(&config.prometheus_listen_address)
         .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
     log!("serving metrics on {}", listener.local_addr()?);
     let reload = policy::reload::route(listen_policy.cloned());
-    metrics::server::spawn(Arc::clone(&metrics), vec![reload], listener)
+    metrics::server::spawn(Arc::clone(&metrics), vec![reload], listener, web)
         .context("starting the metrics server")?;
     Ok(metrics)
 }

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod rates;
 mod remote;
 pub mod server;
+pub mod web_config;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;

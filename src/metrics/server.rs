@@ -49,6 +49,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::{Filter, Reply};
 
+use super::web_config::WebConfig;
 use super::Metrics;
 use crate::http_peer::Peer;
 use crate::log::RateLimit;
@@ -115,6 +116,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     extra: Vec<Route>,
     listener: TcpListener,
+    web: WebConfig,
 ) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -128,7 +130,7 @@ pub fn spawn(
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => {
-                        serve(listener, routes(metrics, extra), Limits::default()).await
+                        serve(listener, routes(metrics, extra), Limits::default(), web).await
                     }
                     Err(e) => log!("metrics: cannot serve: {e}"),
                 }
@@ -162,7 +164,16 @@ fn evict(open: &VecDeque<Open>, now: Instant) -> usize {
 /// the process exits.
 /// The connections are polled here rather than spawned as tasks, so closing
 /// one is dropping it: its descriptor is gone before the next accept.
-pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Limits) {
+///
+/// With `web.tls`, each connection is a TLS handshake (within the header
+/// timeout) before HTTP; with `web.auth`, a request without a user and
+/// password of `basic_auth_users` is answered 401 before any route runs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: Route,
+    limits: Limits,
+    web: WebConfig,
+) {
     let cap = limits.max_connections.max(1);
     static AT_CAP: RateLimit = RateLimit::new(60_000);
     let mut http = http1::Builder::new();
@@ -175,18 +186,42 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Lim
         let routes = TowerToHyperService::new(service.clone());
         let requested = Rc::new(Cell::new(false));
         let mark = Rc::clone(&requested);
+        let auth = web.auth.clone();
         let with_peer = service_fn(move |mut request: hyper::Request<Incoming>| {
             mark.set(true);
             request.extensions_mut().insert(Peer(peer));
-            routes.call(request)
+            let routes = routes.clone();
+            let auth = auth.clone();
+            async move {
+                if let Some(auth) = auth {
+                    let header = request.headers().get(header::AUTHORIZATION);
+                    if !auth.allows(header.map(|h| h.as_bytes())).await {
+                        return Ok(unauthorized());
+                    }
+                }
+                routes.call(request).await
+            }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), with_peer);
-        // A failed connection (a timeout, a malformed request, a peer gone)
-        // is the peer's business: it is closed and that is all.
-        Open {
-            served: Box::pin(async move {
-                let _ = conn.await;
+        let http = http.clone();
+        let tls = web.tls.clone();
+        let handshake_timeout = limits.header_timeout;
+        // A failed connection (a timeout, a malformed request, a failed
+        // handshake, a peer gone) is the peer's business: it is closed and
+        // that is all.
+        let served: Served = match tls {
+            None => Box::pin(async move {
+                let _ = http.serve_connection(TokioIo::new(stream), with_peer).await;
             }),
+            Some(acceptor) => Box::pin(async move {
+                let accepted =
+                    tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                if let Ok(Ok(stream)) = accepted {
+                    let _ = http.serve_connection(TokioIo::new(stream), with_peer).await;
+                }
+            }),
+        };
+        Open {
+            served,
             accepted: Instant::now(),
             requested,
         }
@@ -240,6 +275,12 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Lim
         Poll::<()>::Pending
     })
     .await
+}
+
+/// 401 with the challenge browsers and Prometheus answer.
+fn unauthorized() -> warp::reply::Response {
+    let reply = warp::reply::with_status("Unauthorized\n", StatusCode::UNAUTHORIZED);
+    warp::reply::with_header(reply, header::WWW_AUTHENTICATE, "Basic").into_response()
 }
 
 /// Errors of one incoming connection, reported by accept, that say nothing
@@ -339,7 +380,7 @@ mod tests {
         thread::spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, routes, limits).await
+                serve(listener, routes, limits, WebConfig::default()).await
             })
         });
         addr
