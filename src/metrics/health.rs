@@ -117,9 +117,8 @@ impl ArchiveHealth {
             self.drops
                 .report(now, format!("archive records dropped ({dropped})"));
         }
-        let polls = d(|c| c.polls);
-        if polls > 0 {
-            let mean = Duration::from_micros(d(|c| c.poll_interval_us) / polls);
+        if let Some(mean_us) = d(|c| c.poll_interval_us).checked_div(d(|c| c.polls)) {
+            let mean = Duration::from_micros(mean_us);
             let limit = BEHIND_MIN.max(self.poll_target * BEHIND_FACTOR as u32);
             if mean > limit {
                 self.polls.report(
