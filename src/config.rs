@@ -94,6 +94,11 @@ pub struct Config {
     )]
     pub prometheus_listen_address: String,
 
+    /// TLS and basic auth for the metrics server: a file in the format of
+    /// prometheus/exporter-toolkit (tls_server_config, basic_auth_users).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Interval of the summary log line (records, new, changed, closed, errors, polls).
     #[arg(long = "stats-interval", default_value = "1m", value_parser = STATS_INTERVAL.parser(), value_name = "DURATION")]
     pub stats_interval: Duration,

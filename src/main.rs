@@ -41,7 +41,8 @@ fn main() -> ExitCode {
             // operator's mistake, like a bad flag (exit 2, as Go's flag).
             let usage = e
                 .downcast_ref::<naming::PrefixError>()
-                .is_some_and(naming::PrefixError::is_usage);
+                .is_some_and(naming::PrefixError::is_usage)
+                || e.is::<metrics::web_config::WebConfigError>();
             if usage {
                 ExitCode::from(2)
             } else {
@@ -105,6 +106,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     // The error names the file (or the default) itself.
     let uuid_prefix = naming::uuid_prefix(config.uuid_prefix_file.as_deref())?;
     tcp_info::output::prepare(&config.output)?;
+    // Held until the process exits: a second agent on this tree refuses.
+    let _output_lock = tcp_info::output::lock(&config.output)?;
+    tcp_info::output::probe_writable(&config.output)?;
     // After the checks above, whose refusal is one line on its own.
     log_start(&config);
     if let (Some(path), Some(policy)) = (&config.listen_policy, &listen_policy) {
@@ -186,14 +190,23 @@ fn start_metrics(
     listen_policy: Option<&Arc<ActivePolicy>>,
 ) -> anyhow::Result<Arc<Metrics>> {
     let metrics = Metrics::new(Arc::clone(stats), exposure_summary);
+    metrics.set_poll_target(config.poll_interval);
     if let Some(policy) = listen_policy {
         metrics.watch_listen_policy(Arc::clone(policy));
     }
+    let web = match &config.web_config_file {
+        Some(file) => {
+            let web = metrics::web_config::load(file)?;
+            log!("metrics web config {}: {}", file.display(), web.describe());
+            web
+        }
+        None => metrics::web_config::WebConfig::default(),
+    };
     let listener = metrics::server::bind(&config.prometheus_listen_address)
         .with_context(|| format!("metrics address {}", config.prometheus_listen_address))?;
     log!("serving metrics on {}", listener.local_addr()?);
     let reload = policy::reload::route(listen_policy.cloned());
-    metrics::server::spawn(Arc::clone(&metrics), vec![reload], listener)
+    metrics::server::spawn(Arc::clone(&metrics), vec![reload], listener, web)
         .context("starting the metrics server")?;
     Ok(metrics)
 }

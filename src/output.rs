@@ -14,7 +14,7 @@
 
 use std::fs::{self, DirBuilder, Metadata};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Why the output directory is not used.
@@ -50,6 +50,78 @@ pub fn prepare(dir: &Path) -> Result<(), OutputDirError> {
         return Err(refused("is not a directory".into()));
     }
     Ok(())
+}
+
+/// Checks that files can be created in `dir` now: creates and removes a
+/// probe file. Mode bits do not say it (root ignores them; a read-only
+/// mount or a full inode table does not show in them), so the probe is a
+/// real `O_CREAT|O_EXCL` and `unlink`.
+pub fn probe_writable(dir: &Path) -> Result<(), OutputDirError> {
+    let refused = |problem: String| OutputDirError {
+        dir: dir.display().to_string(),
+        problem,
+    };
+    let probe = dir.join(format!(".tcp-info-probe.{}", std::process::id()));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&probe)
+        .map_err(|e| refused(format!("cannot create files in it: {e}")))?;
+    fs::remove_file(&probe).map_err(|e| refused(format!("cannot remove files from it: {e}")))
+}
+
+/// The output directory, locked for the life of the process: two agents
+/// writing one tree would interleave records in the same files.
+#[derive(Debug)]
+pub struct OutputLock {
+    _dir: nix::fcntl::Flock<fs::File>,
+}
+
+/// Takes an exclusive `flock` on `dir` itself (no lock file is added to the
+/// archive); refused, naming the holder's pid when `/proc/locks` tells it,
+/// when another process holds it. The lock goes with the process: a
+/// killed agent leaves no stale lock behind.
+pub fn lock(dir: &Path) -> Result<OutputLock, OutputDirError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let refused = |problem: String| OutputDirError {
+        dir: dir.display().to_string(),
+        problem,
+    };
+    let file = fs::File::open(dir).map_err(|e| refused(format!("cannot open it: {e}")))?;
+    let meta = file.metadata().map_err(|e| refused(e.to_string()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(OutputLock { _dir: locked }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = fs::read_to_string("/proc/locks")
+                .ok()
+                .and_then(|locks| flock_holder(&locks, meta.dev(), meta.ino()));
+            Err(refused(match holder {
+                Some(pid) => format!("is in use by another tcp-info (pid {pid})"),
+                None => "is in use by another tcp-info".into(),
+            }))
+        }
+        Err((_, e)) => Err(refused(format!("cannot lock it: {e}"))),
+    }
+}
+
+/// The pid holding a `FLOCK` on the inode `dev`/`ino`, from the text of
+/// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`);
+/// `None` when absent or when the holder is in another pid namespace (0).
+fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A lock someone waits for is listed with "->"; skip those.
+        if fields.get(1) != Some(&"FLOCK") || fields.len() < 6 {
+            return None;
+        }
+        (fields[5] == wanted)
+            .then(|| fields[4].parse().ok())
+            .flatten()
+            .filter(|&pid| pid != 0)
+    })
 }
 
 /// The user and group the agent runs as.
@@ -241,5 +313,41 @@ mod tests {
         }
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
         prepare(&link).unwrap();
+    }
+
+    #[test]
+    fn the_holder_of_a_flock_is_found_in_proc_locks() {
+        let locks = "1: POSIX  ADVISORY  WRITE 99 08:01:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 77 fd:01:42 0 EOF\n";
+        let dev = libc::makedev(0xfd, 1);
+        assert_eq!(flock_holder(locks, dev, 42), Some(1234));
+        assert_eq!(flock_holder(locks, dev, 43), None);
+        assert_eq!(flock_holder(locks, libc::makedev(8, 1), 42), None);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_output_directory_is_refused_naming_the_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = lock(tmp.path()).unwrap();
+        // flock locks belong to the open file description: a second open
+        // in the same process conflicts as another process would.
+        let e = lock(tmp.path()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "output directory {}: is in use by another tcp-info (pid {})",
+                tmp.path().display(),
+                std::process::id()
+            )
+        );
+        drop(held);
+        lock(tmp.path()).unwrap();
+        probe_writable(tmp.path()).unwrap();
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "the probe is gone"
+        );
     }
 }

@@ -187,10 +187,10 @@ fn stuck_client_is_dropped_and_counted_without_delaying_others() {
 }
 
 #[test]
-fn stale_socket_file_is_replaced_and_removed_at_shutdown() {
+fn a_dead_socket_is_replaced_and_removed_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.sock");
-    // A stale socket from a previous run, and a plain file are both replaced.
+    // A socket left by a previous run: nobody accepts on it.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let server = Server::start(&path).unwrap();
@@ -198,11 +198,61 @@ fn stale_socket_file_is_replaced_and_removed_at_shutdown() {
     server.shutdown();
     assert!(!path.exists());
 
-    std::fs::write(&path, b"stale").unwrap();
     let server = Server::start(&path).unwrap();
     client::connect(&path).unwrap();
     drop(server);
     assert!(!path.exists(), "dropping the server removes the socket too");
+    // Nothing but the socket was ever left in the directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_live_socket_or_anything_but_a_socket_at_the_path_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sock");
+    let refusal = |path: &std::path::Path| match Server::start(path) {
+        Ok(_) => panic!("started over {}", path.display()),
+        Err(e) => e.to_string(),
+    };
+
+    // Another agent serving events there.
+    let live = Server::start(&path).unwrap();
+    assert_eq!(
+        refusal(&path),
+        "is a live socket (another tcp-info is serving events there); refusing to replace it"
+    );
+    client::connect(&path).unwrap();
+    live.shutdown();
+
+    std::fs::write(&path, b"precious").unwrap();
+    assert_eq!(
+        refusal(&path),
+        "exists and is not a socket; refusing to replace it"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    std::fs::remove_file(&path).unwrap();
+
+    std::fs::create_dir(&path).unwrap();
+    assert_eq!(refusal(&path), "is a directory; refusing to replace it");
+    std::fs::remove_dir(&path).unwrap();
+
+    // A link to a dead socket elsewhere: not followed, not replaced.
+    let target = dir.path().join("elsewhere.sock");
+    drop(UnixListener::bind(&target).unwrap());
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    assert_eq!(refusal(&path), "is a symbolic link; refusing to replace it");
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(target.exists());
+    // No private binding directory is left behind by a refusal.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["elsewhere.sock", "events.sock"]);
 }
 
 #[test]

@@ -35,7 +35,7 @@
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -175,26 +175,13 @@ impl Server {
         Server::start_with(path, ServerOptions::default())
     }
 
-    /// Removes whatever stale file is at `path` (an unclean shutdown leaves
-    /// the socket file behind), binds a Unix stream socket there, and starts
-    /// accepting clients on a thread of its own.
+    /// Binds a Unix stream socket at `path` and starts accepting clients
+    /// on a thread of its own. A dead socket at `path` (left by an unclean
+    /// shutdown: nobody accepts on it) is replaced; anything else there —
+    /// a live socket (another agent), a regular file, a directory, a
+    /// symlink — is refused and left alone (see [`bind_in_place`]).
     pub fn start_with(path: &Path, options: ServerOptions) -> io::Result<Server> {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(with_path(e, "cannot remove stale event socket", path)),
-        }
-        let listener =
-            UnixListener::bind(path).map_err(|e| with_path(e, "cannot bind event socket", path))?;
-        let file_id = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        if let Some(gid) = options.group {
-            std::os::unix::fs::lchown(path, None, Some(gid))
-                .map_err(|e| with_path(e, &format!("cannot give group {gid} to"), path))?;
-        }
-        if let Some(mode) = options.mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                .map_err(|e| with_path(e, &format!("cannot set mode {mode:04o} on"), path))?;
-        }
+        let (listener, file_id) = bind_in_place(path, &options)?;
         let listener = Arc::new(listener);
         let hub = Arc::new(Hub {
             clients: Mutex::new(Vec::new()),
@@ -219,7 +206,7 @@ impl Server {
         };
         Ok(Server {
             path: path.to_path_buf(),
-            file_id,
+            file_id: Some(file_id),
             listener,
             hub,
             writers,
@@ -425,6 +412,151 @@ impl Hub {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What is at the event socket's path before the agent binds it.
+#[derive(Debug, PartialEq, Eq)]
+enum AtPath {
+    Nothing,
+    /// A socket nobody accepts on (connect: `ECONNREFUSED`).
+    DeadSocket,
+}
+
+/// Judges what is at `path`: only nothing or a dead socket may be replaced.
+fn inspect(path: &Path) -> io::Result<AtPath> {
+    let refuse = |what: &str| {
+        io::Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{what}; refusing to replace it"),
+        )
+    };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(AtPath::Nothing),
+        Err(e) => return Err(with_path(e, "cannot inspect event socket", path)),
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Err(refuse("is a symbolic link"));
+    }
+    if kind.is_dir() {
+        return Err(refuse("is a directory"));
+    }
+    if !kind.is_socket() {
+        return Err(refuse("exists and is not a socket"));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(refuse(
+            "is a live socket (another tcp-info is serving events there)",
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(AtPath::DeadSocket),
+        Err(e) => Err(with_path(e, "cannot tell whether a process serves", path)),
+    }
+}
+
+/// Binds the socket without a moment where it exists at `path` with other
+/// permissions than asked, and without following a link anyone planted:
+/// it is bound inside a fresh 0700 directory of ours next to `path`, given
+/// its group and mode there (where no one else can reach or swap it), then
+/// renamed into place with `RENAME_NOREPLACE`, after a dead socket at
+/// `path` was removed. Anything that appears at `path` meanwhile is not
+/// replaced: the start fails instead. Returns the listener and the socket
+/// file's (device, inode).
+fn bind_in_place(path: &Path, options: &ServerOptions) -> io::Result<(UnixListener, (u64, u64))> {
+    use nix::fcntl::{open, renameat2, OFlag, RenameFlags};
+    use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+    use nix::unistd::{fchownat, Gid};
+    use std::os::fd::AsRawFd as _;
+
+    let at_path = inspect(path)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| with_path(ErrorKind::InvalidInput.into(), "no file name in", path))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent_fd = open(
+        parent,
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+    .map_err(|e| with_path(e.into(), "cannot open the directory of", path))?;
+    let private = parent.join(format!(
+        ".{}.binding.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        .create(&private)
+        .map_err(|e| with_path(e, "cannot create a private directory next to", path))?;
+    let bound = (|| -> io::Result<(UnixListener, (u64, u64))> {
+        let dir = open(
+            &private,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )?;
+        // Through the descriptor: whatever happens to the name `private`,
+        // the socket is made in the directory we created.
+        let in_dir = PathBuf::from(format!("/proc/self/fd/{}/s", dir.as_raw_fd()));
+        let listener = UnixListener::bind(&in_dir)?;
+        if let Some(gid) = options.group {
+            fchownat(
+                &dir,
+                "s",
+                None,
+                Some(Gid::from_raw(gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot give group {gid} to it: {e}"),
+                )
+            })?;
+        }
+        if let Some(mode) = options.mode {
+            // "s" is the socket just bound: only we can write into `dir`.
+            fchmodat(
+                &dir,
+                "s",
+                Mode::from_bits_truncate(mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot set mode {mode:04o} on it: {e}"),
+                )
+            })?;
+        }
+        if at_path == AtPath::DeadSocket {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(with_path(e, "cannot remove dead event socket", path)),
+            }
+        }
+        renameat2(&dir, "s", &parent_fd, name, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
+            if e == nix::errno::Errno::EEXIST {
+                io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "something was put there while the agent started; refusing to replace it",
+                )
+            } else {
+                with_path(e.into(), "cannot move the event socket to", path)
+            }
+        })?;
+        let meta = fs::symlink_metadata(path)?;
+        Ok((listener, (meta.dev(), meta.ino())))
+    })();
+    let _ = fs::remove_file(private.join("s"));
+    let _ = fs::remove_dir(&private);
+    // Refusals say what is at the path; the caller names the path.
+    bound.map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists => e,
+        _ => with_path(e, "cannot bind event socket", path),
+    })
 }
 
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {

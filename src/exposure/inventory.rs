@@ -242,11 +242,86 @@ impl InventoryBuilder {
     }
 }
 
+/// Where the kernel puts UDP client sockets nobody bound: a socket that
+/// sends (`sendto`) without a `bind` is given a port from
+/// `net.ipv4.ip_local_port_range` on the wildcard address, never one of
+/// `net.ipv4.ip_local_reserved_ports` (both per network namespace, and for
+/// IPv6 too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPorts {
+    range: std::ops::RangeInclusive<u16>,
+    reserved: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+impl Default for ClientPorts {
+    /// The kernel's defaults.
+    fn default() -> Self {
+        ClientPorts {
+            range: 32768..=60999,
+            reserved: Vec::new(),
+        }
+    }
+}
+
+impl ClientPorts {
+    /// This network namespace's settings, read from `/proc/sys` (the
+    /// kernel's defaults when unreadable).
+    pub fn current() -> Self {
+        let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"));
+        let mut ports = ClientPorts::default();
+        if let Ok(text) = read("ip_local_port_range") {
+            let mut bounds = text
+                .split_whitespace()
+                .filter_map(|n| n.parse::<u16>().ok());
+            if let (Some(lo), Some(hi)) = (bounds.next(), bounds.next()) {
+                ports.range = lo..=hi;
+            }
+        }
+        if let Ok(text) = read("ip_local_reserved_ports") {
+            ports.reserved = parse_port_list(&text);
+        }
+        ports
+    }
+
+    pub fn new(range: std::ops::RangeInclusive<u16>, reserved: &str) -> Self {
+        ClientPorts {
+            range,
+            reserved: parse_port_list(reserved),
+        }
+    }
+
+    /// Whether the kernel could have picked `port` for an unbound socket.
+    fn ephemeral(&self, port: u16) -> bool {
+        self.range.contains(&port) && !self.reserved.iter().any(|r| r.contains(&port))
+    }
+}
+
+/// `8080,9000-9010` (the format of `ip_local_reserved_ports`).
+fn parse_port_list(text: &str) -> Vec<std::ops::RangeInclusive<u16>> {
+    text.trim()
+        .split(',')
+        .filter_map(|item| {
+            let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+            Some(lo.trim().parse().ok()?..=hi.trim().parse().ok()?)
+        })
+        .collect()
+}
+
 /// A UDP socket "listens" when it is bound to a port and has no connected
-/// peer (a connected UDP socket only talks to that peer).
-pub fn udp_listener(msg: &InetDiagMsg) -> Option<ListeningSocket> {
+/// peer (a connected UDP socket only talks to that peer) — unless it looks
+/// like a client's: on the wildcard address, on a port the kernel hands
+/// out to sockets that send without binding ([`ClientPorts`]), and held by
+/// a process (a kernel socket, such as WireGuard's, has inode 0). The
+/// kernel does not say whether a socket was bound explicitly, so this is a
+/// heuristic: a service that binds the wildcard address on a port in the
+/// ephemeral range (or on port 0) is taken for a client; one bound to a
+/// specific address, or to a port outside the range, is always a listener.
+pub fn udp_listener(msg: &InetDiagMsg, clients: &ClientPorts) -> Option<ListeningSocket> {
     let unconnected = msg.dport() == 0 && msg.dst().is_unspecified();
-    (unconnected && msg.sport() != 0).then(|| ListeningSocket::from_msg(Proto::Udp, msg))
+    let client_like =
+        msg.src().is_unspecified() && clients.ephemeral(msg.sport()) && msg.inode() != 0;
+    (unconnected && msg.sport() != 0 && !client_like)
+        .then(|| ListeningSocket::from_msg(Proto::Udp, msg))
 }
 
 /// Dumps every UDP socket (IPv6 then IPv4) and appends the listening ones.
@@ -254,6 +329,7 @@ pub fn dump_udp_listeners(
     socket: &mut DiagSocket,
     out: &mut Vec<ListeningSocket>,
 ) -> Result<(), inetdiag::Error> {
+    let clients = ClientPorts::current();
     for family in [inetdiag::AF_INET6, inetdiag::AF_INET] {
         let request = DumpRequest {
             family,
@@ -263,7 +339,7 @@ pub fn dump_udp_listeners(
         };
         socket.dump(&request, |payload| {
             if let Ok(msg) = InetDiagMsg::parse(payload) {
-                if let Some(listener) = udp_listener(&msg) {
+                if let Some(listener) = udp_listener(&msg, &clients) {
                     out.push(listener);
                 }
             }
@@ -416,9 +492,38 @@ pub(crate) mod tests {
         let bound = msg_bytes(7, v4("0.0.0.0"), 53, v4("0.0.0.0"), 0, 1, 9);
         let connected = msg_bytes(1, v4("10.0.0.1"), 40000, v4("10.0.0.2"), 53, 2, 9);
         let unbound = msg_bytes(7, v6("::"), 0, v6("::"), 0, 3, 9);
-        let l = udp_listener(&InetDiagMsg::parse(&bound).unwrap()).unwrap();
+        let clients = ClientPorts::default();
+        let l = udp_listener(&InetDiagMsg::parse(&bound).unwrap(), &clients).unwrap();
         assert_eq!((l.proto, l.port, l.scope), (Proto::Udp, 53, Scope::Public));
-        assert!(udp_listener(&InetDiagMsg::parse(&connected).unwrap()).is_none());
-        assert!(udp_listener(&InetDiagMsg::parse(&unbound).unwrap()).is_none());
+        assert!(udp_listener(&InetDiagMsg::parse(&connected).unwrap(), &clients).is_none());
+        assert!(udp_listener(&InetDiagMsg::parse(&unbound).unwrap(), &clients).is_none());
+    }
+
+    #[test]
+    fn a_udp_socket_on_a_wildcard_ephemeral_port_is_a_client_not_a_listener() {
+        let clients = ClientPorts::new(32768..=60999, "40000,50000-50010\n");
+        let listens = |src: &str, port: u16, inode: u32| {
+            let src = if src.contains(':') { v6(src) } else { v4(src) };
+            let unspecified = if src.is_ipv6() {
+                v6("::")
+            } else {
+                v4("0.0.0.0")
+            };
+            let bytes = msg_bytes(7, src, port, unspecified, 0, 1, inode);
+            udp_listener(&InetDiagMsg::parse(&bytes).unwrap(), &clients).is_some()
+        };
+        // A resolver's sendto socket, IPv4 and IPv6.
+        assert!(!listens("0.0.0.0", 45123, 9));
+        assert!(!listens("::", 32768, 9));
+        assert!(!listens("::", 60999, 9));
+        // Outside the range, on a reserved port, on a specific address, or
+        // a kernel socket: a listener.
+        assert!(listens("0.0.0.0", 32767, 9));
+        assert!(listens("0.0.0.0", 61000, 9));
+        assert!(listens("0.0.0.0", 40000, 9));
+        assert!(listens("::", 50005, 9));
+        assert!(listens("198.51.100.1", 45123, 9));
+        assert!(listens("0.0.0.0", 51820, 0));
+        assert_eq!(ClientPorts::new(1..=2, "").reserved, []);
     }
 }

@@ -9,6 +9,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
 use super::family::FamilyDef;
+use super::health::Readiness;
 use super::PollState;
 use crate::eventsocket::Publisher;
 use crate::exposure::inventory::{family_label, remote_scope_label};
@@ -460,5 +461,45 @@ fn state_label(state: u8) -> &'static str {
         inetdiag::TCP_CLOSING => "closing",
         inetdiag::TCP_NEW_SYN_RECV => "new_syn_recv",
         _ => "unknown",
+    }
+}
+
+/// `tcpinfo_ready` (what `/-/ready` says) and the poll interval aimed at.
+pub(crate) struct ReadyCollector {
+    readiness: Arc<Readiness>,
+    ready: FamilyDef,
+    target: FamilyDef,
+}
+
+impl ReadyCollector {
+    pub fn new(readiness: Arc<Readiness>) -> Self {
+        Self {
+            readiness,
+            ready: FamilyDef::gauge(
+                "tcpinfo_ready",
+                "1 when /-/ready answers 200: polls complete and the archive is being written; 0 otherwise (/-/ready says why)",
+                &[],
+            ),
+            target: FamilyDef::gauge(
+                "tcpinfo_poll_interval_target_seconds",
+                "the poll interval aimed at (-poll-interval)",
+                &[],
+            ),
+        }
+    }
+}
+
+impl Collector for ReadyCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.ready.desc, &self.target.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let ready = self.readiness.check(std::time::Instant::now()).is_ok();
+        vec![
+            self.ready.single(if ready { 1.0 } else { 0.0 }),
+            self.target
+                .single(self.readiness.poll_target().as_secs_f64()),
+        ]
     }
 }

@@ -21,6 +21,7 @@ mod family;
 #[cfg(test)]
 mod go_parity;
 pub mod gofloat;
+pub mod health;
 mod listener_changes;
 pub mod observer;
 pub mod policy;
@@ -29,9 +30,10 @@ mod process;
 pub mod rates;
 mod remote;
 pub mod server;
+pub mod web_config;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
@@ -93,7 +95,7 @@ pub struct Metrics {
     pub(crate) receive_rate: Histogram,
     pub(crate) flow_events: IntCounterVec,
     pub(crate) poll_state: Arc<PollState>,
-    ready: AtomicBool,
+    readiness: Arc<health::Readiness>,
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
@@ -160,6 +162,7 @@ impl Metrics {
         )
         .expect("valid counter");
         let poll_state = Arc::new(PollState::default());
+        let readiness = Arc::new(health::Readiness::new(Arc::clone(&stats)));
 
         for c in [
             Box::new(syscall_time.clone()) as Box<dyn prometheus::core::Collector>,
@@ -181,6 +184,7 @@ impl Metrics {
             Box::new(listener_changes::ListenerChangeCollector::new(exposure)),
             Box::new(build::BuildCollector::new()),
             Box::new(process::ProcessCollector::new()),
+            Box::new(collectors::ReadyCollector::new(Arc::clone(&readiness))),
         ] {
             registry.register(c).expect("metric definitions are unique");
         }
@@ -194,7 +198,7 @@ impl Metrics {
             receive_rate,
             flow_events,
             poll_state,
-            ready: AtomicBool::new(false),
+            readiness,
         })
     }
 
@@ -233,13 +237,25 @@ impl Metrics {
             .expect("registered once");
     }
 
-    /// Ready once a complete poll ran.
+    /// Ready once a complete poll ran, while polls keep completing and
+    /// the archive is being written (see [`health`]).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Relaxed)
+        self.readiness().is_ok()
     }
 
-    pub(crate) fn set_ready(&self) {
-        self.ready.store(true, Relaxed);
+    /// `Ok` when ready; otherwise why not, in one line.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.readiness.check(std::time::Instant::now())
+    }
+
+    /// The poll interval the agent aims at (`-poll-interval`): polls far
+    /// slower than this make the agent not ready.
+    pub fn set_poll_target(&self, target: std::time::Duration) {
+        self.readiness.set_poll_target(target);
+    }
+
+    pub(crate) fn ready_state(&self) -> &health::Readiness {
+        &self.readiness
     }
 
     /// The text exposition format of every metric.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use inetdiag::InetDiagMsg;
 use prometheus::{Histogram, IntCounter};
 
+use super::health::SAMPLE_EVERY;
 use super::rates::{RateTracker, WINDOW};
 use super::Metrics;
 use crate::cache::{Cache, Entry};
@@ -30,6 +31,7 @@ pub struct MetricsObserver {
     next_rate_walk: Instant,
     /// A dump of the current cycle failed.
     cycle_failed: bool,
+    next_health_sample: Instant,
 }
 
 impl MetricsObserver {
@@ -51,6 +53,7 @@ impl MetricsObserver {
             rates: RateTracker::default(),
             next_rate_walk: Instant::now(),
             cycle_failed: false,
+            next_health_sample: Instant::now(),
         }
     }
 
@@ -127,10 +130,14 @@ impl PollObserver for MetricsObserver {
             .poll_state
             .cached_sockets
             .store(cache.len() as u64, Relaxed);
-        if !std::mem::take(&mut self.cycle_failed) {
-            self.metrics.set_ready();
-        }
         let now = Instant::now();
+        if !std::mem::take(&mut self.cycle_failed) {
+            self.metrics.ready_state().polled(now);
+        }
+        if now >= self.next_health_sample {
+            self.metrics.ready_state().sample(now);
+            self.next_health_sample = now + SAMPLE_EVERY;
+        }
         if now >= self.next_rate_walk {
             self.sample_rates(cache, now);
             self.metrics

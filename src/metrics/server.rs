@@ -10,22 +10,35 @@
 //! (counted from the accept, and on a kept-alive connection from the end of
 //! the previous response, so it is the idle timeout too), and at most
 //! [`MAX_CONNECTIONS`] are open at once. A connection over the cap is
-//! accepted and the oldest open one is closed for it: a scraper connects,
-//! asks and is answered within milliseconds, so it is always among the
-//! newest, while idle connections someone opened to exhaust the server are
-//! the oldest. (Refusing the newcomer instead would let whoever fills the
-//! slots first lock the scraper out; leaving it in the kernel's backlog would
-//! make it wait for the idle ones to time out.)
+//! accepted and another one is closed for it, chosen so that a scraper is
+//! served even while someone opens connections as fast as they can:
+//!
+//! 1. the oldest connection that has not sent a complete request in the
+//!    [`GRACE`] it had since its accept (idle: someone exhausting slots);
+//! 2. else the oldest connection that was answered at least once (a
+//!    kept-alive scraper reconnects);
+//! 3. else — every open connection is younger than [`GRACE`] and has not
+//!    asked anything yet: a burst — the newest of them, so a burst churns
+//!    through its own latest connections while the older ones keep their
+//!    grace.
+//!
+//! A new connection is read at once, and every open one is read before one
+//! is chosen, so a request that arrived marks its connection first.
+//! (Refusing every newcomer would let whoever fills the slots first lock
+//! the scraper out; closing the oldest whatever it did would let a fast
+//! opener close the scraper's connection before its request is read.)
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -36,6 +49,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::{Filter, Reply};
 
+use super::web_config::WebConfig;
 use super::Metrics;
 use crate::http_peer::Peer;
 use crate::log::RateLimit;
@@ -74,6 +88,10 @@ impl Default for Limits {
     }
 }
 
+/// How long a new connection is safe from being closed for a newer one
+/// while it has not sent its request: a scraper sends it at once.
+pub const GRACE: Duration = Duration::from_millis(200);
+
 /// How long to wait before accepting again after an error that is not the
 /// peer's (out of descriptors, out of memory).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -98,6 +116,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     extra: Vec<Route>,
     listener: TcpListener,
+    web: WebConfig,
 ) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -111,7 +130,7 @@ pub fn spawn(
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => {
-                        serve(listener, routes(metrics, extra), Limits::default()).await
+                        serve(listener, routes(metrics, extra), Limits::default(), web).await
                     }
                     Err(e) => log!("metrics: cannot serve: {e}"),
                 }
@@ -123,12 +142,38 @@ pub fn spawn(
 /// be kept in one queue and closed by dropping them.
 type Served = Pin<Box<dyn Future<Output = ()>>>;
 
+/// An open connection, with what eviction looks at.
+struct Open {
+    served: Served,
+    accepted: Instant,
+    /// Set when a complete request reached the routes.
+    requested: Rc<Cell<bool>>,
+}
+
+/// Which of the (non-empty) `open` connections to close for a newcomer
+/// (see the module's comment).
+fn evict(open: &VecDeque<Open>, now: Instant) -> usize {
+    open.iter()
+        .position(|c| !c.requested.get() && now.saturating_duration_since(c.accepted) >= GRACE)
+        .or_else(|| open.iter().position(|c| c.requested.get()))
+        .unwrap_or(open.len().saturating_sub(1))
+}
+
 /// Accepts connections on `listener` and serves `routes` on them, never more
 /// than `limits.max_connections` at once (see the module's comment), until
 /// the process exits.
 /// The connections are polled here rather than spawned as tasks, so closing
 /// one is dropping it: its descriptor is gone before the next accept.
-pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Limits) {
+///
+/// With `web.tls`, each connection is a TLS handshake (within the header
+/// timeout) before HTTP; with `web.auth`, a request without a user and
+/// password of `basic_auth_users` is answered 401 before any route runs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: Route,
+    limits: Limits,
+    web: WebConfig,
+) {
     let cap = limits.max_connections.max(1);
     static AT_CAP: RateLimit = RateLimit::new(60_000);
     let mut http = http1::Builder::new();
@@ -137,21 +182,52 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Lim
     let service = warp::service(routes);
     // Every request reaches the routes with the peer's address recorded
     // (see `crate::http_peer`).
-    let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| -> Served {
+    let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| -> Open {
         let routes = TowerToHyperService::new(service.clone());
+        let requested = Rc::new(Cell::new(false));
+        let mark = Rc::clone(&requested);
+        let auth = web.auth.clone();
         let with_peer = service_fn(move |mut request: hyper::Request<Incoming>| {
+            mark.set(true);
             request.extensions_mut().insert(Peer(peer));
-            routes.call(request)
+            let routes = routes.clone();
+            let auth = auth.clone();
+            async move {
+                if let Some(auth) = auth {
+                    let header = request.headers().get(header::AUTHORIZATION);
+                    if !auth.allows(header.map(|h| h.as_bytes())).await {
+                        return Ok(unauthorized());
+                    }
+                }
+                routes.call(request).await
+            }
         });
-        let conn = http.serve_connection(TokioIo::new(stream), with_peer);
-        // A failed connection (a timeout, a malformed request, a peer gone)
-        // is the peer's business: it is closed and that is all.
-        Box::pin(async move {
-            let _ = conn.await;
-        })
+        let http = http.clone();
+        let tls = web.tls.clone();
+        let handshake_timeout = limits.header_timeout;
+        // A failed connection (a timeout, a malformed request, a failed
+        // handshake, a peer gone) is the peer's business: it is closed and
+        // that is all.
+        let served: Served = match tls {
+            None => Box::pin(async move {
+                let _ = http.serve_connection(TokioIo::new(stream), with_peer).await;
+            }),
+            Some(acceptor) => Box::pin(async move {
+                let accepted =
+                    tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                if let Ok(Ok(stream)) = accepted {
+                    let _ = http.serve_connection(TokioIo::new(stream), with_peer).await;
+                }
+            }),
+        };
+        Open {
+            served,
+            accepted: Instant::now(),
+            requested,
+        }
     };
     // Oldest first.
-    let mut open: VecDeque<Served> = VecDeque::with_capacity(cap + 1);
+    let mut open: VecDeque<Open> = VecDeque::with_capacity(cap + 1);
     let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
 
     poll_fn(|cx: &mut Context<'_>| {
@@ -166,29 +242,45 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Route, limits: Lim
                 Poll::Pending => break,
                 Poll::Ready(Ok((stream, peer))) => {
                     if open.len() >= cap {
-                        open.pop_front();
+                        // Requests that arrived mark their connections.
+                        open.retain_mut(|conn| conn.served.as_mut().poll(cx).is_pending());
+                    }
+                    if open.len() >= cap {
                         log_limited!(
                             AT_CAP,
-                            "metrics: {cap} HTTP connections open, closing the oldest for a new one"
+                            "metrics: {cap} HTTP connections open, closing one for a new one"
                         );
+                        drop(open.remove(evict(&open, Instant::now())));
                     }
-                    open.push_back(serve_one(stream, peer));
+                    let mut conn = serve_one(stream, peer);
+                    // Read at once: a request already there marks it.
+                    if conn.served.as_mut().poll(cx).is_pending() {
+                        open.push_back(conn);
+                    }
                 }
                 Poll::Ready(Err(e)) if is_connection_error(&e) => {}
                 Poll::Ready(Err(e)) => {
                     // Out of descriptors (or memory): give the newcomer, most
-                    // likely a scraper, the oldest connection's descriptor.
-                    if open.pop_front().is_none() {
+                    // likely a scraper, an idle connection's descriptor.
+                    if open.is_empty() {
                         log_limited!(AT_CAP, "metrics: cannot accept a connection: {e}");
                         backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
+                    } else {
+                        drop(open.remove(evict(&open, Instant::now())));
                     }
                 }
             }
         }
-        open.retain_mut(|conn| conn.as_mut().poll(cx).is_pending());
+        open.retain_mut(|conn| conn.served.as_mut().poll(cx).is_pending());
         Poll::<()>::Pending
     })
     .await
+}
+
+/// 401 with the challenge browsers and Prometheus answer.
+fn unauthorized() -> warp::reply::Response {
+    let reply = warp::reply::with_status("Unauthorized\n", StatusCode::UNAUTHORIZED);
+    warp::reply::with_header(reply, header::WWW_AUTHENTICATE, "Basic").into_response()
 }
 
 /// Errors of one incoming connection, reported by accept, that say nothing
@@ -245,16 +337,16 @@ fn routes(metrics: Arc<Metrics>, extra: Vec<Route>) -> Route {
         })
     };
     let healthy = warp::path!("-" / "healthy").and(warp::get()).map(|| "OK\n");
-    let ready = warp::path!("-" / "ready").and(warp::get()).map(move || {
-        if metrics.is_ready() {
-            warp::reply::with_status("ready\n", StatusCode::OK)
-        } else {
-            warp::reply::with_status(
-                "not ready: no complete poll yet\n",
-                StatusCode::SERVICE_UNAVAILABLE,
-            )
-        }
-    });
+    let ready =
+        warp::path!("-" / "ready")
+            .and(warp::get())
+            .map(move || match metrics.readiness() {
+                Ok(()) => warp::reply::with_status("ready\n".to_owned(), StatusCode::OK),
+                Err(why) => warp::reply::with_status(
+                    format!("not ready: {why}\n"),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+            });
     let own = scrape
         .map(|r| Box::new(r) as Box<dyn Reply>)
         .or(healthy.map(|r| Box::new(r) as Box<dyn Reply>))
@@ -271,7 +363,6 @@ fn routes(metrics: Arc<Metrics>, extra: Vec<Route>) -> Route {
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::time::Instant;
 
     use super::*;
 
@@ -289,7 +380,7 @@ mod tests {
         thread::spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, routes, limits).await
+                serve(listener, routes, limits, WebConfig::default()).await
             })
         });
         addr
@@ -356,22 +447,70 @@ mod tests {
             },
         );
         let mut idle: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+        // Within the grace a burst churns through its own newest.
+        let response = get(addr, "/");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("hello\n"), "{response}");
+        // Past it, the oldest idle ones are closed for newcomers, long
+        // before their header timeout.
+        thread::sleep(GRACE);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(connect(addr));
+        }
+        for s in &mut idle[..3] {
+            assert!(time_to_close(s) < Duration::from_secs(10));
+        }
         for _ in 0..3 {
             let response = get(addr, "/");
             assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-            assert!(response.ends_with("hello\n"), "{response}");
         }
-        // The oldest were closed for the newcomers, long before their
-        // header timeout; the newest are still open.
-        for s in &mut idle[..10] {
-            assert!(time_to_close(s) < Duration::from_secs(10));
-        }
-        let newest = idle.last_mut().unwrap();
-        newest
+        // Young ones keep their grace: only the newest of them gave way.
+        let oldest_held = &mut held[0];
+        oldest_held
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let err = newest.read(&mut [0; 16]).unwrap_err();
+        let err = oldest_held.read(&mut [0; 16]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    }
+
+    #[test]
+    fn a_scraper_is_served_while_someone_opens_connections_as_fast_as_they_can() {
+        let addr = server(
+            hello(),
+            Limits {
+                header_timeout: Duration::from_secs(30),
+                max_connections: 8,
+            },
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flooder = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut held = VecDeque::new();
+                let mut opened = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(s) = TcpStream::connect(addr) {
+                        opened += 1;
+                        held.push_back(s);
+                        if held.len() > 256 {
+                            held.pop_front();
+                        }
+                    }
+                }
+                opened
+            })
+        };
+        let start = Instant::now();
+        for _ in 0..20 {
+            let response = get(addr, "/metrics");
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        }
+        let scrapes = start.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let opened = flooder.join().unwrap();
+        assert!(opened > 100, "the flood opened only {opened} connections");
+        assert!(scrapes < Duration::from_secs(10), "{scrapes:?}");
     }
 
     #[test]

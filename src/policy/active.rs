@@ -184,6 +184,9 @@ impl ListenerHook for Arc<ActivePolicy> {
             .map(|&socket| Observed {
                 process: process(socket.inode),
                 socket,
+                // The agent runs as root; an unprivileged agent reports
+                // what it can see, as before.
+                owner_hidden: false,
             })
             .collect();
         self.observe(observed);

@@ -9,7 +9,7 @@ use ahash::AHashSet;
 use inetdiag::request::DumpRequest;
 use inetdiag::{DiagSocket, InetDiagMsg};
 
-use super::evaluate::{evaluate, Observed};
+use super::evaluate::{evaluate, Observed, ViolationKind};
 use super::file::{self, PolicyError};
 use super::report;
 use crate::exposure::inventory::{dump_udp_listeners, ListeningSocket, Proto};
@@ -23,6 +23,10 @@ pub enum CheckError {
     Inventory(#[from] inetdiag::Error),
     #[error("writing the report: {0}")]
     Report(#[from] std::io::Error),
+    /// Only owners that could not be seen stand between the policy and a
+    /// pass: neither a pass nor a failure.
+    #[error("cannot tell who owns {listeners} listener(s) the policy names a program for: the processes of other users are not visible to uid {uid} (run as root, or with CAP_SYS_PTRACE)")]
+    UnknownOwner { listeners: u64, uid: u32 },
 }
 
 /// Loads the policy, takes one inventory, writes the report to `out`;
@@ -33,7 +37,47 @@ pub fn run(policy_path: &Path, out: &mut impl Write) -> Result<bool, CheckError>
     let evaluation = evaluate(&policy, &listeners);
     report::write(out, policy_path, &evaluation)?;
     out.flush()?;
+    undecided(&evaluation)?;
     Ok(evaluation.ok())
+}
+
+/// An error when the only violations are owners that could not be seen:
+/// reporting those as a failure would be a false `wrong_owner`.
+fn undecided(evaluation: &super::evaluate::Evaluation) -> Result<(), CheckError> {
+    let violations: Vec<_> = evaluation
+        .outcomes
+        .iter()
+        .filter_map(|o| o.violation.as_ref())
+        .collect();
+    let unknown = violations
+        .iter()
+        .filter(|v| v.kind == ViolationKind::UnknownOwner);
+    let listeners: u64 = unknown.clone().map(|v| v.amount).sum();
+    if listeners > 0 && unknown.count() == violations.len() {
+        return Err(CheckError::UnknownOwner {
+            listeners,
+            uid: nix::unistd::geteuid().as_raw(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether some process's descriptors cannot be read: then a socket with
+/// no visible owner may be anybody's.
+fn other_processes_hidden(proc_root: &Path) -> bool {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return true;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .any(|e| {
+            std::fs::read_dir(e.path().join("fd"))
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::PermissionDenied)
+        })
 }
 
 /// Every listening socket (TCP in LISTEN, unconnected bound UDP) with the
@@ -54,11 +98,13 @@ pub fn inventory(proc_root: &Path) -> Result<Vec<Observed>, inetdiag::Error> {
     let inodes: AHashSet<u32> = sockets.iter().map(|s| s.inode).collect();
     let mut names = ProcessNames::new(proc_root);
     names.resolve(&inodes, Instant::now());
+    let hidden = other_processes_hidden(proc_root);
     Ok(sockets
         .into_iter()
         .map(|socket| Observed {
             process: names.name(socket.inode),
             socket,
+            owner_hidden: hidden,
         })
         .collect())
 }

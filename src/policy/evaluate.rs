@@ -14,6 +14,10 @@ use crate::exposure::inventory::{ListeningSocket, Proto};
 pub struct Observed {
     pub socket: ListeningSocket,
     pub process: Arc<str>,
+    /// The program is not known because this process may not look: other
+    /// users' processes are hidden from an unprivileged `check`. Only
+    /// meaningful when `process` is empty.
+    pub owner_hidden: bool,
 }
 
 impl Observed {
@@ -28,7 +32,9 @@ impl fmt::Display for Observed {
     /// `tcp 0.0.0.0:22 (sshd)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let addr = SocketAddr::new(self.socket.addr, self.socket.port);
-        let process = if self.process.is_empty() {
+        let process = if self.process.is_empty() && self.owner_hidden {
+            "owner unknown: other users' processes are not visible"
+        } else if self.process.is_empty() {
             "process not visible"
         } else {
             &self.process
@@ -49,6 +55,9 @@ pub enum ViolationKind {
     Forbidden,
     /// The number of listeners differs from the expected one.
     Count,
+    /// A required listener is there, but who owns it cannot be seen (an
+    /// unprivileged `check`): neither held nor violated.
+    UnknownOwner,
 }
 
 impl ViolationKind {
@@ -58,6 +67,7 @@ impl ViolationKind {
             ViolationKind::WrongOwner => "wrong_owner",
             ViolationKind::Forbidden => "forbidden",
             ViolationKind::Count => "count",
+            ViolationKind::UnknownOwner => "unknown_owner",
         }
     }
 }
@@ -174,14 +184,24 @@ fn check(rule: &Rule, listeners: &[&Observed]) -> Option<Violation> {
                 });
             }
             let process = process.as_ref()?;
-            let wrong: Vec<&Observed> = selected
+            let (hidden, seen): (Vec<&Observed>, Vec<&Observed>) = selected
+                .into_iter()
+                .partition(|l| l.process.is_empty() && l.owner_hidden);
+            let wrong: Vec<&Observed> = seen
                 .into_iter()
                 .filter(|l| !process.matches(&l.process))
                 .collect();
-            (!wrong.is_empty()).then(|| Violation {
-                kind: ViolationKind::WrongOwner,
-                amount: wrong.len() as u64,
-                observed: lines(&wrong),
+            if !wrong.is_empty() {
+                return Some(Violation {
+                    kind: ViolationKind::WrongOwner,
+                    amount: wrong.len() as u64,
+                    observed: lines(&wrong),
+                });
+            }
+            (!hidden.is_empty()).then(|| Violation {
+                kind: ViolationKind::UnknownOwner,
+                amount: hidden.len() as u64,
+                observed: lines(&hidden),
             })
         }
         Assertion::Forbid => (!selected.is_empty()).then(|| Violation {
@@ -214,6 +234,7 @@ pub(crate) mod tests {
         Observed {
             socket: ListeningSocket::bound(proto, addr, port, 0),
             process: Arc::from(process),
+            owner_hidden: false,
         }
     }
 
@@ -302,6 +323,27 @@ pub(crate) mod tests {
         assert_eq!(v.kind, ViolationKind::WrongOwner);
         assert_eq!(v.amount, 1);
         assert_eq!(v.observed, ["tcp [::]:22 (process not visible)"]);
+    }
+
+    #[test]
+    fn an_owner_hidden_from_an_unprivileged_check_is_unknown_not_wrong() {
+        let mut h = host();
+        for l in &mut h[..2] {
+            l.process = Arc::from("");
+            l.owner_hidden = true;
+        }
+        let rule = "[[listen]]\nproto = \"tcp\"\nport = 22\nprocess = \"sshd\"\n";
+        let v = only(&eval(rule, &h)).clone();
+        assert_eq!(v.kind, ViolationKind::UnknownOwner);
+        assert_eq!(v.kind.label(), "unknown_owner");
+        assert_eq!(v.amount, 2);
+        assert_eq!(
+            v.observed[0],
+            "tcp 0.0.0.0:22 (owner unknown: other users' processes are not visible)"
+        );
+        // A visible wrong owner beside a hidden one is still wrong.
+        h[1].process = Arc::from("nc");
+        assert_eq!(only(&eval(rule, &h)).kind, ViolationKind::WrongOwner);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! into zstd frames and appends them to the connections' segment files,
 //! which it creates in the output tree without following links or
 //! touching existing files ([`tree`]) and only ever grows by complete
-//! frames ([`segment_file`]). The shards share one memory budget for lines
+//! frames ([`segment_file`]); a connection that outlived the previous run
+//! continues its sequence numbers across date directories ([`previous`]). The shards share one memory budget for lines
 //! not yet written ([`budget`]) and keep the process's last descriptors
 //! free for /metrics and the event socket ([`descriptors`]).
 
@@ -12,6 +13,7 @@ pub mod batch;
 pub mod budget;
 pub mod descriptors;
 pub mod naming;
+pub mod previous;
 mod queue;
 pub mod segment_file;
 pub mod shard;

@@ -28,6 +28,7 @@ use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 use super::batch::{Batch, Item, ItemKind};
 use super::budget::PendingBudget;
 use super::descriptors::Descriptors;
+use super::previous::PreviousRun;
 use super::segment_file::SegmentFile;
 use super::tree::{CreateError, OutputTree};
 use super::QueueDepths;
@@ -73,6 +74,15 @@ pub struct SaverConfig {
 pub struct Limits {
     pub pending: PendingBudget,
     pub descriptors: Arc<Descriptors>,
+    /// Where connections of the previous run continue.
+    pub previous: PreviousRun,
+}
+
+/// The wall clock, in Unix milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Limits {
@@ -82,6 +92,7 @@ impl Limits {
         Arc::new(Self {
             pending: PendingBudget::new(config.max_pending_bytes, shards),
             descriptors: Descriptors::new(),
+            previous: PreviousRun::scan(&config.output, &config.uuid_prefix, now_ms()),
         })
     }
 }
@@ -254,7 +265,7 @@ impl ShardWriter {
         let mut conn = ConnectionFile {
             uuid: uuid(&self.config.uuid_prefix, cookie),
             start_ms,
-            sequence: 0,
+            sequence: self.limits.previous.first_sequence(cookie, start_ms),
             rotate_at_ms: start_ms.saturating_add(self.rotation_ms()),
             date: start.utc_date(),
             anonymize,

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::budget::PendingBudget;
 use super::descriptors::Descriptors;
+use super::previous::PreviousRun;
 use super::shard::ShardWriter;
 use super::{Batch, Limits, SaverConfig};
 use crate::stats::Stats;
@@ -77,6 +78,7 @@ fn shard_configured(
     let limits = Arc::new(Limits {
         pending: PendingBudget::new(max_pending_bytes, 1),
         descriptors,
+        previous: PreviousRun::scan(&output, "host_1700000000_unsafe", T0),
     });
     Shard {
         writer: ShardWriter::new(config, Arc::clone(&stats), Arc::clone(&limits)).unwrap(),
@@ -492,6 +494,70 @@ fn after_a_restart_a_connection_continues_in_the_next_sequence_and_never_writes_
     assert_eq!(segment(&new), (1, vec![T0, T0 + 1000, T0 + 2000]));
     assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
     assert_eq!(shard.stats.written.load(Relaxed), 3);
+}
+
+/// A run started at T0 (2023-11-14) after one that ran on the two days
+/// before: a connection of that run continues after its last sequence,
+/// in today's directory, and no earlier file is touched.
+#[test]
+fn after_a_restart_on_a_later_day_a_connection_continues_after_its_last_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    let mut previous = Vec::new();
+    for (day, sequences) in [("2023/11/12", &[0, 1][..]), ("2023/11/13", &[2, 3])] {
+        std::fs::create_dir_all(output.join(day)).unwrap();
+        for &seq in sequences {
+            let path = output.join(day).join(segment_name(seq));
+            std::fs::write(&path, b"the previous run's archive").unwrap();
+            previous.push(path);
+        }
+    }
+    // Another connection's file, and another boot's, the same day.
+    let other = output.join("2023/11/13/host_1700000000_unsafe_0000000000000001.00009.jsonl.zst");
+    std::fs::write(&other, b"x").unwrap();
+    let stats = Arc::new(Stats::default());
+    let config = Arc::new(SaverConfig {
+        output: output.clone(),
+        uuid_prefix: "host_1700000000_unsafe".into(),
+        flush_interval: Duration::from_secs(1),
+        rotation_interval: ROTATION,
+        max_pending_bytes: 32 << 20,
+        poll_gaps: false,
+    });
+    let limits = Arc::new(Limits {
+        pending: PendingBudget::new(32 << 20, 1),
+        descriptors: Descriptors::new(),
+        previous: PreviousRun::scan(&output, "host_1700000000_unsafe", T0),
+    });
+    let mut shard = Shard {
+        writer: ShardWriter::new(config, Arc::clone(&stats), Arc::clone(&limits)).unwrap(),
+        now: Instant::now(),
+        stats,
+        limits,
+        payload: payload(),
+        output: output.clone(),
+        dir,
+    };
+    shard.open(T0);
+    shard.snapshot(T0 + ROTATION_MS);
+    shard.close(T0 + ROTATION_MS + 1000);
+    shard.writer.finish();
+
+    for path in &previous {
+        assert_eq!(std::fs::read(path).unwrap(), b"the previous run's archive");
+    }
+    let today = output.join(DAY);
+    assert!(!today.join(segment_name(0)).exists(), ".00000 again");
+    assert_eq!(
+        segment(&read_one(&today.join(segment_name(4)))),
+        (4, vec![T0])
+    );
+    // The rotation goes on from there.
+    assert_eq!(segment(&read_one(&today.join(segment_name(5)))).0, 5);
+
+    // A connection opened long after the start is new: from .00000.
+    let late = T0 + 2 * super::previous::RELEVANT_FOR_MS;
+    assert_eq!(shard.limits.previous.first_sequence(COOKIE, late), 0);
 }
 
 #[test]

@@ -1,0 +1,125 @@
+//! The agent-health alert rules shipped in deploy/agent-alerts.yml: valid,
+//! firing on the series they are written for (promtool's rule unit tests),
+//! and every expression, evaluated by a real Prometheus scraping a real
+//! agent, finds the series it watches.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::metrics::{url_encode, METRICS_PORT};
+use harness::system::{tool, tool_path};
+use harness::{wait_for, Agent, Netns, Process};
+
+const PROMETHEUS_PORT: u16 = 9091;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// The `expr:` of every rule in `rules` (each on one line).
+fn expressions(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .map(|e| e.trim().to_owned())
+        .collect()
+}
+
+/// What an alert expression watches: its left side without the threshold
+/// (`X > 0` → `X`), and the argument of `absent(X)`. Healthy, the full
+/// expression is empty; this is what must exist for it to mean anything.
+fn watched(expr: &str) -> String {
+    let left = [" > ", " == ", " < ", " >= ", " <= ", " != "]
+        .iter()
+        .filter_map(|op| expr.rfind(op))
+        .max()
+        .map_or(expr, |at| &expr[..at]);
+    let left = left.trim();
+    match left
+        .strip_prefix("absent(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        Some(inner) => inner.to_owned(),
+        None => left.to_owned(),
+    }
+}
+
+#[test]
+fn the_threshold_is_cut_off_what_an_alert_watches() {
+    assert_eq!(watched("a{x=\"1\"} == 0"), "a{x=\"1\"}");
+    assert_eq!(watched("absent(up{job=\"t\"})"), "up{job=\"t\"}");
+    assert_eq!(
+        watched("rate(a[5m]) / rate(b[5m]) > 10 * c"),
+        "rate(a[5m]) / rate(b[5m])"
+    );
+}
+
+#[test]
+fn the_shipped_agent_alerts_hold_and_every_expression_finds_its_series() {
+    for args in [
+        &["check", "rules", "agent-alerts.yml"][..],
+        &["test", "rules", "agent-alerts.test.yml"],
+    ] {
+        let out = tool("promtool")
+            .args(args)
+            .current_dir(deploy())
+            .output()
+            .expect("running promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(deploy().join("agent-alerts.yml")).unwrap();
+    let exprs = expressions(&rules);
+    assert!(exprs.len() >= 6, "{exprs:?}");
+
+    let ns = Netns::with_every_scope();
+    let _agent = Agent::serving_metrics(&ns, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:{METRICS_PORT}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Process::spawn(
+        ns.command(tool_path("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}")),
+    );
+    let query = |q: &str| -> Option<Vec<serde_json::Value>> {
+        let path = format!("/api/v1/query?query={}", url_encode(q));
+        let (status, body) = ns.http_get(PROMETHEUS_PORT, &path).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?.clone();
+        (!result.is_empty()).then_some(result)
+    };
+    for expr in &exprs {
+        let series = watched(expr);
+        let found = wait_for(
+            Duration::from_secs(60),
+            &format!("Prometheus to return a series for {series}"),
+            || query(&series),
+        );
+        assert!(!found.is_empty(), "{series}");
+    }
+    // A healthy agent: not one alert expression holds.
+    for expr in &exprs {
+        assert_eq!(query(expr), None, "{expr} holds for a healthy agent");
+    }
+    let ready = query("tcpinfo_ready").unwrap();
+    assert_eq!(ready[0]["value"][1], "1");
+}
