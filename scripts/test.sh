@@ -16,6 +16,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+command -v iptables >/dev/null || need+=(iptables)
+# The text of `tcp-info plot`'s pictures (tests read them back).
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2

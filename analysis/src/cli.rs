@@ -101,9 +101,7 @@ fn warn(program: &str, message: impl std::fmt::Display) {
 
 /// The summaries of every connection in the inputs, earliest first, and
 /// the errors met reading them.
-pub fn summarize(
-    connections: &[ConnectionFiles],
-) -> (Vec<Summary>, Vec<AnalysisError>) {
+pub fn summarize(connections: &[ConnectionFiles]) -> (Vec<Summary>, Vec<AnalysisError>) {
     let mut rows = Vec::with_capacity(connections.len());
     let mut errors = Vec::new();
     for c in connections {
@@ -158,7 +156,8 @@ pub fn run_plot(args: &PlotArgs) -> Outcome {
     for e in &errors {
         warn(NAME, e);
     }
-    let drawn = plot::load_font(args.font.as_deref()).and_then(|()| plot::draw(&timeline, &args.output));
+    let drawn =
+        plot::load_font(args.font.as_deref()).and_then(|()| plot::draw(&timeline, &args.output));
     match drawn {
         Err(e) => {
             warn(NAME, e);
@@ -211,7 +210,10 @@ mod tests {
         let p: PlotArgs = goflag::try_parse(["p", "a.00000.jsonl.zst", "-o", "x.svg"]).unwrap();
         assert_eq!(p.output, PathBuf::from("x.svg"));
         let p: PlotArgs = goflag::try_parse(["p", "-uuid", "u", "-output=x.png", "d"]).unwrap();
-        assert_eq!((p.uuid.as_deref(), p.output.to_str()), (Some("u"), Some("x.png")));
+        assert_eq!(
+            (p.uuid.as_deref(), p.output.to_str()),
+            (Some("u"), Some("x.png"))
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub enum AnalysisError {
     },
     #[error("no archive among the inputs has a tcp_info snapshot")]
     NoSnapshots,
-    #[error("the inputs hold {0} connections; plot draws one: name its files, or pick it with -uuid")]
+    #[error(
+        "the inputs hold {0} connections; plot draws one: name its files, or pick it with -uuid"
+    )]
     SeveralConnections(usize),
     #[error("no connection with UUID {0} among the inputs")]
     NoSuchConnection(String),

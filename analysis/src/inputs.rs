@@ -157,6 +157,9 @@ mod tests {
     #[test]
     fn a_missing_path_is_named() {
         let err = connections(&[PathBuf::from("/nonexistent/x.jsonl.zst")]).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/x.jsonl.zst: "), "{err}");
+        assert!(
+            err.to_string().starts_with("/nonexistent/x.jsonl.zst: "),
+            "{err}"
+        );
     }
 }

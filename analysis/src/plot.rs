@@ -235,7 +235,8 @@ pub fn state_changes(samples: &[Sample]) -> Vec<(f64, u8)> {
 }
 
 fn title(timeline: &Timeline) -> String {
-    let end = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+    let end =
+        |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
     format!(
         "{}   {} → {}{}",
         timeline.uuid,
@@ -260,9 +261,7 @@ fn draw_on<DB: DrawingBackend>(
     let start = crate::summary::rfc3339(t0);
     let end = seconds(samples[samples.len() - 1].time_us, t0);
     let x_range = 0.0..end.max(0.001);
-    let area = root
-        .titled(&title(timeline), (FONT, 20))
-        .map_err(err)?;
+    let area = root.titled(&title(timeline), (FONT, 20)).map_err(err)?;
     let changes = state_changes(samples);
     let panels = panels(samples, t0);
     let areas = area.split_evenly((panels.len(), 1));
@@ -306,14 +305,21 @@ fn draw_panel<DB: DrawingBackend>(
         )))?;
     }
     if label_states {
+        let end = chart.x_range().end;
         for &(t, state) in changes {
+            // Names near the right edge end at their line, not past the edge.
+            let h = if t > end * 0.85 {
+                HPos::Right
+            } else {
+                HPos::Left
+            };
             chart.draw_series(std::iter::once(Text::new(
                 inetdiag::state_name(state),
                 (t, y_max),
-                (FONT, 12).into_font().color(&STATE_COLOR).pos(Pos::new(
-                    HPos::Left,
-                    VPos::Bottom,
-                )),
+                (FONT, 12)
+                    .into_font()
+                    .color(&STATE_COLOR)
+                    .pos(Pos::new(h, VPos::Bottom)),
             )))?;
         }
     }

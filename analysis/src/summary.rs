@@ -81,7 +81,11 @@ impl Summary {
             segs_out: counters.segs_out.into(),
             segs_in: counters.segs_in.into(),
             retransmits: counters.total_retrans.into(),
-            min_rtt_us: if min_rtt == u32::MAX { 0 } else { min_rtt.into() },
+            min_rtt_us: if min_rtt == u32::MAX {
+                0
+            } else {
+                min_rtt.into()
+            },
             mean_rtt_us: rtt_sum.checked_div(rtt_count).unwrap_or(0),
             max_cwnd: max_cwnd.into(),
             median_delivery_rate_bps: median(&rates),

@@ -62,7 +62,9 @@ fn summary_of_each_fixture_agrees_with_go_csvtool() {
         let (header, golden_rows) = golden(name);
         let last_of = |col: &str| -> u64 {
             let c = column(&header, col);
-            golden_rows.iter().rev().find(|r| !r[c].is_empty()).unwrap()[c].parse().unwrap()
+            golden_rows.iter().rev().find(|r| !r[c].is_empty()).unwrap()[c]
+                .parse()
+                .unwrap()
         };
         let times: Vec<_> = golden_rows
             .iter()
@@ -71,7 +73,9 @@ fn summary_of_each_fixture_agrees_with_go_csvtool() {
         let duration = (times[times.len() - 1] - times[0]).num_milliseconds() as f64 / 1e3;
         assert!((s.duration_s - duration).abs() < 0.001, "{name}: {s:?}");
         assert_eq!(s.snapshots, golden_rows.len() as u64, "{name}");
-        let state: u8 = golden_rows.last().unwrap()[column(&header, "IDM.State")].parse().unwrap();
+        let state: u8 = golden_rows.last().unwrap()[column(&header, "IDM.State")]
+            .parse()
+            .unwrap();
         assert_eq!(s.final_state, inetdiag::state_name(state), "{name}");
         assert_eq!(s.bytes_acked, last_of("TCP.BytesAcked"), "{name}");
         assert_eq!(s.bytes_received, last_of("TCP.BytesReceived"), "{name}");
@@ -79,8 +83,15 @@ fn summary_of_each_fixture_agrees_with_go_csvtool() {
         assert_eq!(s.segs_in, last_of("TCP.SegsIn"), "{name}");
         assert_eq!(s.retransmits, last_of("TCP.TotalRetrans"), "{name}");
         let min_rtt = values(name, "TCP.MinRTT").into_iter().filter(|&v| v > 0.0);
-        assert_eq!(s.min_rtt_us as f64, min_rtt.fold(f64::MAX, f64::min), "{name}");
-        let rtts: Vec<f64> = values(name, "TCP.RTT").into_iter().filter(|&v| v > 0.0).collect();
+        assert_eq!(
+            s.min_rtt_us as f64,
+            min_rtt.fold(f64::MAX, f64::min),
+            "{name}"
+        );
+        let rtts: Vec<f64> = values(name, "TCP.RTT")
+            .into_iter()
+            .filter(|&v| v > 0.0)
+            .collect();
         let mean = rtts.iter().sum::<f64>() / rtts.len() as f64;
         assert_eq!(s.mean_rtt_us, mean as u64, "{name}");
         let max_cwnd = values(name, "TCP.SndCwnd").into_iter().fold(0.0, f64::max);
@@ -90,8 +101,15 @@ fn summary_of_each_fixture_agrees_with_go_csvtool() {
             .filter(|&v| v > 0.0)
             .collect();
         rates.sort_by(f64::total_cmp);
-        assert_eq!(s.max_delivery_rate_bps as f64, *rates.last().unwrap(), "{name}");
-        assert_eq!(s.median_delivery_rate_bps as f64, rates[(rates.len() - 1) / 2]);
+        assert_eq!(
+            s.max_delivery_rate_bps as f64,
+            *rates.last().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            s.median_delivery_rate_bps as f64,
+            rates[(rates.len() - 1) / 2]
+        );
         assert_eq!(s.congestion_control, "cubic");
     }
     // The FIN_WAIT2 connection's last snapshot has no tcp_info: its state
@@ -123,9 +141,16 @@ fn segmented(dir: &Path) -> usize {
     for (seq, part) in parts.iter().enumerate() {
         let day = dir.join(format!("2019/04/0{}", seq + 2));
         std::fs::create_dir_all(&day).unwrap();
-        let path = day.join(format!("ndt-jdczh_1553815964_00000000000003E8.{seq:05}.jsonl"));
+        let path = day.join(format!(
+            "ndt-jdczh_1553815964_00000000000003E8.{seq:05}.jsonl"
+        ));
         let mut f = std::fs::File::create(path).unwrap();
-        writeln!(f, "{}", metadata.replace("\"Sequence\":183", &format!("\"Sequence\":{seq}"))).unwrap();
+        writeln!(
+            f,
+            "{}",
+            metadata.replace("\"Sequence\":183", &format!("\"Sequence\":{seq}"))
+        )
+        .unwrap();
         for line in *part {
             writeln!(f, "{line}").unwrap();
         }
@@ -168,9 +193,22 @@ fn plot_draws_every_snapshot_of_the_joined_segments_at_its_value() {
     let svg = dir.path().join("ndt.svg");
     assert_eq!(plot(&[dir.path().to_path_buf()], &svg, None), Outcome::Done);
     let svg = std::fs::read_to_string(svg).unwrap();
-    assert!(svg.contains("ndt-jdczh_1553815964_00000000000003E8"), "title names the UUID");
-    assert!(svg.contains("192.168.14.134:9091"), "title names the endpoints");
-    for unit in ["RTT (ms)", "window (packets)", "rate (Mbit/s)", "bytes (MB)", "(segments)", "(s)"] {
+    assert!(
+        svg.contains("ndt-jdczh_1553815964_00000000000003E8"),
+        "title names the UUID"
+    );
+    assert!(
+        svg.contains("192.168.14.134:9091"),
+        "title names the endpoints"
+    );
+    for unit in [
+        "RTT (ms)",
+        "window (packets)",
+        "rate (Mbit/s)",
+        "bytes (MB)",
+        "(segments)",
+        "(s)",
+    ] {
         assert!(svg.contains(unit), "no axis titled {unit}");
     }
 
@@ -184,7 +222,11 @@ fn plot_draws_every_snapshot_of_the_joined_segments_at_its_value() {
     let (_, rows) = golden(NDT);
     let t: Vec<f64> = rows
         .iter()
-        .map(|r| chrono::DateTime::parse_from_rfc3339(&r[0]).unwrap().timestamp_millis() as f64)
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(&r[0])
+                .unwrap()
+                .timestamp_millis() as f64
+        })
         .collect();
     let xs: Vec<i32> = rtt.iter().map(|p| p.0).collect();
     check_linear(&xs, &t).unwrap();
@@ -194,12 +236,18 @@ fn plot_draws_every_snapshot_of_the_joined_segments_at_its_value() {
 fn plot_writes_png_by_extension_and_refuses_other_names() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("finwait2.png");
-    assert_eq!(plot(&[fixture(FINWAIT2, "jsonl.zst")], &png, None), Outcome::Done);
+    assert_eq!(
+        plot(&[fixture(FINWAIT2, "jsonl.zst")], &png, None),
+        Outcome::Done
+    );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
 
     let gif = dir.path().join("x.gif");
-    assert_eq!(plot(&[fixture(FINWAIT2, "jsonl.zst")], &gif, None), Outcome::Unusable);
+    assert_eq!(
+        plot(&[fixture(FINWAIT2, "jsonl.zst")], &gif, None),
+        Outcome::Unusable
+    );
     assert!(!gif.exists());
 }
 

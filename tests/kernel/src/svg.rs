@@ -47,7 +47,11 @@ pub fn hex(rgb: (u8, u8, u8)) -> String {
 /// numbers). Returns what differs.
 pub fn check_linear(pixels: &[i32], values: &[f64]) -> Result<(), String> {
     if pixels.len() != values.len() {
-        return Err(format!("{} points for {} values", pixels.len(), values.len()));
+        return Err(format!(
+            "{} points for {} values",
+            pixels.len(),
+            values.len()
+        ));
     }
     let lo = (0..values.len()).min_by(|&a, &b| values[a].total_cmp(&values[b]));
     let hi = (0..values.len()).max_by(|&a, &b| values[a].total_cmp(&values[b]));
@@ -64,7 +68,9 @@ pub fn check_linear(pixels: &[i32], values: &[f64]) -> Result<(), String> {
     for (i, (&p, &v)) in pixels.iter().zip(values).enumerate() {
         let want = f64::from(pixels[lo]) + (v - values[lo]) * scale;
         if (f64::from(p) - want).abs() > 1.5 {
-            return Err(format!("point {i}: value {v} drawn at {p}, expected {want:.1}"));
+            return Err(format!(
+                "point {i}: value {v} drawn at {p}, expected {want:.1}"
+            ));
         }
     }
     Ok(())
