@@ -18,7 +18,7 @@ use tcpinfo_archive::{
 
 const START_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const INFO_LEN: usize = 280;
-const LINES_PER_FRAME: usize = 100;
+const LINES_PER_FRAME: u64 = 100;
 const AF_INET: u8 = 2;
 
 fn put(info: &mut [u8], at: usize, bytes: &[u8]) {
@@ -107,7 +107,7 @@ fn main() {
         let attributes = [None, None, Some(&info[..]), None, Some(&cong[..])];
         write_attributes(&mut lines, attributes.into_iter());
         lines.extend_from_slice(b"}\n");
-        if (i + 1) as usize % LINES_PER_FRAME == 0 || i + 1 == snapshots {
+        if (i + 1).is_multiple_of(LINES_PER_FRAME) || i + 1 == snapshots {
             file.write_all(&zstd::encode_all(&lines[..], 3).unwrap())
                 .unwrap();
             lines.clear();

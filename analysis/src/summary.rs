@@ -345,7 +345,7 @@ mod tests {
         };
         let row = Summary::of(&timeline).unwrap();
         let mut csv = Vec::new();
-        write(&mut csv, &[row.clone()], Format::Csv).unwrap();
+        write(&mut csv, std::slice::from_ref(&row), Format::Csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(csv.starts_with(CSV_HEADER), "{csv}");
         assert!(csv.contains("\n\"odd,\"\"uuid\"\"\",,,"), "{csv}");
