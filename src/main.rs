@@ -27,7 +27,12 @@ use tcp_info::stats::Stats;
 use tcp_info::{log, log_error, log_warn};
 
 fn main() -> ExitCode {
-    let config = match Invocation::try_parse_go_args(std::env::args()) {
+    // `summary` and `plot` read archives; they are not the agent.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(code) = tcpinfo_analysis::cli::dispatch(&args) {
+        return code;
+    }
+    let config = match Invocation::try_parse_go_args(args) {
         Ok(Invocation::Agent(c)) => *c,
         Ok(Invocation::Check(c)) => return check(c),
         Ok(Invocation::Ready(c)) => return ready(c),

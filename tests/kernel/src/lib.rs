@@ -14,6 +14,7 @@ pub mod events;
 pub mod metrics;
 pub mod netns;
 pub mod process;
+pub mod svg;
 pub mod system;
 pub mod traffic;
 pub mod wait;

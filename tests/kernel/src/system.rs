@@ -8,8 +8,10 @@ use std::process::Command;
 
 /// The Debian package that ships each tool the tests run (the list
 /// `scripts/test.sh` installs from).
-const PACKAGES: [(&str, &str); 14] = [
+const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("iptables", "iptables"),
     ("ss", "iproute2"),
     ("zstd", "zstd"),
     ("inotifywait", "inotify-tools"),
