@@ -108,7 +108,6 @@ harvest() {
     [[ -d $out ]] || { echo "fuzz.sh: no run of $target in $runs" >&2; exit 1; }
     local work
     work=$(mktemp -d)
-    trap 'rm -rf "$work"' RETURN
     mkdir -p "$work/all" "$work/min"
     # The corpus so far and the run's queue, named after their content.
     local f sum
@@ -117,12 +116,17 @@ harvest() {
         sum=$(sha1sum "$f" | cut -c1-12)
         cp "$f" "$work/all/q-$sum"
     done
+    # afl-cmin.bash: the Python afl-cmin of AFL++ 4.3x finds no coverage in
+    # cargo-afl's persistent-mode binaries (0 tuples, 0 files kept).
+    local cmin
+    cmin=$(afl_bin afl-cmin.bash)
     afl_env
-    if ! cargo afl cmin -i "$work/all" -o "$work/min" -t 5000 \
-        -- "$target_dir/release/$target" >"$work/cmin.log" 2>&1; then
-        echo "fuzz.sh: afl-cmin failed (see below): keeping every entry" >&2
-        tail -5 "$work/cmin.log" >&2
-        cp "$work/all"/* "$work/min/"
+    if [[ ! -x $cmin ]] || ! AFL_PATH=$(dirname "$cmin") "$cmin" -i "$work/all" -o "$work/min" \
+        -t 5000 -- "$target_dir/release/$target" >"$work/cmin.log" 2>&1; then
+        echo "fuzz.sh: afl-cmin failed: keeping every entry" >&2
+        tail -c 300 "$work/cmin.log" >&2 || true
+        rm -rf "$work/min"
+        cp -r "$work/all" "$work/min"
     fi
     # Entries harvested before and no longer needed go; seeds and
     # reproducers (any other name) stay.
@@ -152,6 +156,7 @@ harvest() {
             found=$((found + 1))
         done
     done
+    rm -rf "$work"
     echo "fuzz.sh: $target: corpus +$added -$removed entries; $found new crashes/hangs" >&2
 }
 
