@@ -1,7 +1,7 @@
 //! Property tests: the archive reader, record decoder, snapshot decoder and
 //! CSV writer never panic, whatever the bytes, and every row they do write
 //! is a whole CSV row. Inputs that once broke them are kept under
-//! `testdata/fuzz/` and replayed first.
+//! `testdata/fuzz/archive/` and replayed first.
 
 use std::io::Read;
 use std::path::Path;
@@ -71,7 +71,7 @@ fn b64(bytes: &[u8]) -> String {
 
 #[test]
 fn regression_corpus_does_not_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fuzz");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fuzz/archive");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -114,8 +114,9 @@ impl NoticeSource for NoticeSocket {
     }
 }
 
-/// Walks one notice datagram (broadcasts carry sequence number and port 0).
-fn walk_notices(datagram: &[u8], on_notice: &mut impl FnMut(&[u8])) -> Result<usize, Error> {
+/// Walks one notice datagram (broadcasts carry sequence number and port 0),
+/// handing each notice's payload to `on_notice`; returns how many.
+pub fn walk_notices(datagram: &[u8], on_notice: &mut impl FnMut(&[u8])) -> Result<usize, Error> {
     let mut stats = DatagramStats::default();
     walk_datagram(datagram, 0, 0, &mut stats, on_notice)?;
     Ok(stats.records)

@@ -3,12 +3,14 @@
 //! stuck client never delays polling or the other clients.
 //!
 //! - [`Server`] / [`Publisher`]: accepting clients, publishing events.
-//! - `requests`: the lines a client writes (subscription requests), cut to
-//!   a bounded length; part of serving, so it lives with the server.
+//! - [`requests`]: the lines a client writes (subscription requests), cut to
+//!   a bounded length; part of serving, so it lives with the server (public
+//!   for the fuzz target that feeds it what clients could write).
 
-mod requests;
+pub mod requests;
 mod server;
 
+pub use server::MAX_REQUEST;
 pub use server::{
     Publisher, Server, ServerOptions, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
     DEFAULT_QUEUE_CAPACITY,

@@ -3,14 +3,14 @@
 
 /// One line a client wrote.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum RequestLine<'a> {
+pub enum RequestLine<'a> {
     /// A complete line, without its `\n` (or `\r\n`), not blank.
     Text(&'a [u8]),
     /// A line longer than the limit; the rest of it is skipped.
     TooLong,
 }
 
-pub(super) struct RequestReader {
+pub struct RequestReader {
     max: usize,
     line: Vec<u8>,
     /// Inside an over-long line: skip up to its newline.

@@ -79,7 +79,7 @@ const EARLY_PERIOD: Duration = Duration::from_secs(2);
 const EARLY_READ_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Longest request line a client may write.
-const MAX_REQUEST: usize = 1024;
+pub const MAX_REQUEST: usize = 1024;
 
 /// How long [`Server::shutdown`] lets writers deliver what is queued before
 /// it cuts off clients that are not reading.
