@@ -25,8 +25,6 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v readelf >/dev/null || need+=(binutils)
 # csvtool_extended blackholes a connection with iptables.
 command -v iptables >/dev/null || need+=(iptables)
-# The text of `tcp-info plot`'s pictures (tests read them back).
-[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2

@@ -8,7 +8,7 @@
 //! in the series' colour (see the `*_COLOR` constants).
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -32,16 +32,10 @@ pub const STATE_COLOR: RGBColor = RGBColor(0x7f, 0x7f, 0x7f);
 /// Picture size in pixels.
 pub const SIZE: (u32, u32) = (1200, 1400);
 
-/// Where text fonts are looked for, first found wins: DejaVu Sans (Debian's
-/// fonts-dejavu-core, Fedora, Arch), then Liberation Sans.
-pub const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-];
+/// DejaVu Sans (its licence beside it in `analysis/fonts/`), built in so that
+/// a plot looks the same on every machine and needs no font installed (the
+/// container image has none).
+const BUILT_IN_FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
 const FONT: &str = "sans-serif";
 
@@ -65,25 +59,16 @@ impl ImageFormat {
     }
 }
 
-/// Loads the text font: `font`, else the first of [`FONT_PATHS`] that
-/// exists. Text is measured with it for SVG too (the SVG itself names the
-/// family and leaves drawing to the viewer). Once per process.
+/// Loads the text font: `font`, else the built-in DejaVu Sans. Text is
+/// measured with it for SVG too (the SVG itself names the family and leaves
+/// drawing to the viewer). Once per process.
 pub fn load_font(font: Option<&Path>) -> Result<(), AnalysisError> {
-    let candidates: Vec<PathBuf> = match font {
-        Some(f) => vec![f.to_path_buf()],
-        None => FONT_PATHS.iter().map(PathBuf::from).collect(),
-    };
-    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        return Err(AnalysisError::plot(
-            Path::new(candidates[0].as_path()),
-            format!(
-                "no TrueType font for the plot's text (looked for {}): install fonts-dejavu-core or pass -font FILE.ttf",
-                FONT_PATHS.join(", ")
-            ),
-        ));
+    let Some(path) = font else {
+        return register_font(FONT, FontStyle::Normal, BUILT_IN_FONT)
+            .map_err(|_| AnalysisError::plot(Path::new("built-in font"), "not a TrueType font"));
     };
     let bytes = std::fs::read(path).map_err(|source| AnalysisError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     // plotters keeps registered fonts for the life of the process; a CLI
