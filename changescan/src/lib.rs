@@ -203,6 +203,11 @@ impl ChangeSource for BpfChanges {
             gone: fetched.gone + filtered,
         })
     }
+
+    fn resync(&mut self) -> Result<(), Error> {
+        self.scanner.scan(|_| {})?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -167,7 +167,15 @@ impl DiagSocket {
                 }
                 let mut data = &self.buffer[..n];
                 while !data.is_empty() {
-                    let (kind, seq, port, payload, rest) = split_message(data, n)?;
+                    let (
+                        Message {
+                            kind,
+                            seq,
+                            port,
+                            payload,
+                        },
+                        rest,
+                    ) = split_message(data, n)?;
                     data = rest;
                     // Left over from an earlier, failed exchange.
                     if seq.wrapping_sub(first) as usize >= batch.len()
@@ -216,9 +224,17 @@ impl DiagSocket {
     }
 }
 
-/// The first netlink message of `data` (a datagram of `len` bytes): its
-/// type, sequence number, port, payload, and the messages after it.
-fn split_message(data: &[u8], len: usize) -> Result<(u16, u32, u32, &[u8], &[u8]), Error> {
+/// One netlink message of a reply to exact requests.
+struct Message<'a> {
+    kind: u16,
+    seq: u32,
+    port: u32,
+    payload: &'a [u8],
+}
+
+/// The first netlink message of `data` (a datagram of `len` bytes), and
+/// the messages after it.
+fn split_message(data: &[u8], len: usize) -> Result<(Message<'_>, &[u8]), Error> {
     let truncated = Error::Truncated {
         offset: len - data.len(),
         len,
@@ -236,7 +252,13 @@ fn split_message(data: &[u8], len: usize) -> Result<(u16, u32, u32, &[u8], &[u8]
     let kind = u16::from_ne_bytes([header[4], header[5]]);
     let payload = &data[NLMSG_HDRLEN..message_len];
     let rest = &data[((message_len + 3) & !3).min(data.len())..];
-    Ok((kind, field(8), field(12), payload, rest))
+    let message = Message {
+        kind,
+        seq: field(8),
+        port: field(12),
+        payload,
+    };
+    Ok((message, rest))
 }
 
 /// The positive errno of an `NLMSG_ERROR` payload.

@@ -29,6 +29,10 @@ pub trait ChangeSource: Send {
     /// changed state or may have changed since the previous call. An `Err`
     /// means some may have been missed: the caller should dump in full.
     fn changed(&mut self, on_record: &mut dyn FnMut(&[u8])) -> Result<ChangeStats, Error>;
+
+    /// Takes note of every socket as it is now without reporting any: the
+    /// caller is about to read them all with a complete dump.
+    fn resync(&mut self) -> Result<(), Error>;
 }
 
 /// Totals for one [`ChangeSource::changed`].

@@ -342,8 +342,16 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             self.read_changes();
             false
         } else {
-            if self.changes.is_some() {
+            if let Some(changes) = &mut self.changes {
                 add(&self.poll.stats.full_dumps, 1);
+                // The change detection's own bookkeeping shows in the
+                // sockets it sees (socket storage counts in SKMEMINFO's
+                // optmem): it sees the sockets first, so that the dump
+                // archives them with it rather than a change poll later.
+                // A failure here costs nothing the dump does not cover.
+                if let Err(e) = changes.source.resync() {
+                    log_limited!(CHANGE_ERRORS, "change detection failed: {e}");
+                }
             }
             self.dump_all()
         };

@@ -713,6 +713,10 @@ impl inetdiag::ChangeSource for ScriptedChanges {
             None => Ok(inetdiag::ChangeStats::default()),
         }
     }
+
+    fn resync(&mut self) -> Result<(), inetdiag::Error> {
+        Ok(())
+    }
 }
 
 fn records_of(dump: &CapturedDump, ends: &[Ends]) -> Vec<Vec<u8>> {
