@@ -10,6 +10,11 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=trixie
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# The BPF poll mode's program (clang, libbpf headers) and libbpf itself
+# (make, pkg-config, libelf, zlib).
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends clang libbpf-dev libelf-dev zlib1g-dev pkg-config make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The caches speed up rebuilds; binaries are copied out of the cached target
@@ -24,6 +29,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/tcp-info target/release/csvtool target/release/example-eventsocket-client /out/
 
 FROM debian:${DEBIAN_RELEASE}-slim
+# libbpf (linked statically) needs libelf at run time (trixie's package name).
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends libelf1t64 \
+ && rm -rf /var/lib/apt/lists/*
 # The spool directory is created here, owned by the runtime user, so a named
 # volume mounted on it starts out writable by that user.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin tcpinfo \
