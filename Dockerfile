@@ -21,6 +21,11 @@ ARG DEBIAN_RELEASE=trixie
 # replaces this stage with a locally built /rootfs (buildah's
 # --build-context build=DIR), so the stage below is the one CI checks.
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# The BPF poll mode's program (clang, libbpf headers) and libbpf itself
+# (make, pkg-config, libelf, zlib).
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends clang libbpf-dev libelf-dev zlib1g-dev pkg-config make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The caches speed up rebuilds; the script copies the binaries out of the

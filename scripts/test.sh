@@ -25,6 +25,15 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v readelf >/dev/null || need+=(binutils)
 # csvtool_extended blackholes a connection with iptables.
 command -v iptables >/dev/null || need+=(iptables)
+# The BPF poll mode's build (changescan/build.rs, libbpf-sys).
+command -v clang >/dev/null || need+=(clang)
+command -v make >/dev/null || need+=(make)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[[ -e /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
+pkg-config --exists libelf 2>/dev/null || need+=(libelf-dev)
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+# The BPF fallback test drops capabilities with setpriv.
+command -v setpriv >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
   if [[ $EUID -ne 0 ]]; then
     echo "test.sh: missing ${need[*]}; run as root or install them" >&2

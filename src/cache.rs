@@ -102,6 +102,15 @@ impl Cache {
         self.next_order.clear();
     }
 
+    /// Goes on with the current cycle at `now_ms` (unix ms) for a poll that
+    /// reads only some sockets: their updates neither reorder the cycle
+    /// nor count as sightings, and a socket first seen now is seen from
+    /// `now_ms`. The next [`Cache::begin_cycle_at`] follows on as if this
+    /// poll's replies had come in the last complete one.
+    pub fn continue_cycle_at(&mut self, now_ms: i64) {
+        self.cycle_ms = now_ms;
+    }
+
     /// The slot of `cookie`: the one the previous cycle had next, or else
     /// from the index (and the cursor moves to just after it).
     fn find(&mut self, cookie: u64) -> Option<u32> {

@@ -34,6 +34,24 @@ pub struct Config {
     #[arg(long = "poll-interval", default_value = "10ms", value_parser = POLL_INTERVAL.parser(), value_name = "DURATION")]
     pub poll_interval: Duration,
 
+    /// How a poll finds what changed: `dump` asks the kernel for every
+    /// socket; `bpf` has a BPF iterator report the sockets that changed and
+    /// fetches only those, with a complete dump every -poll.full-interval
+    /// (falls back to `dump`, logged, where BPF cannot be loaded).
+    #[arg(
+        long = "poll.mode",
+        value_enum,
+        default_value = "dump",
+        value_name = "MODE"
+    )]
+    pub poll_mode: PollMode,
+
+    /// With -poll.mode=bpf: time between complete dumps, the longest a
+    /// change the BPF signature cannot see (or a close whose notice was
+    /// lost) waits to be archived.
+    #[arg(long = "poll.full-interval", default_value = "1s", value_parser = FULL_INTERVAL.parser(), value_name = "DURATION")]
+    pub full_interval: Duration,
+
     /// Longest time a snapshot waits in memory before it is compressed and
     /// appended to its file.
     #[arg(long = "flush-interval", default_value = "1s", value_parser = FLUSH_INTERVAL.parser(), value_name = "DURATION")]
@@ -362,6 +380,23 @@ pub const POLL_INTERVAL: DurationRange = DurationRange {
     max: Duration::from_secs(3600),
     text: ("1ms", "1h"),
 };
+
+/// `-poll.full-interval`: at least one complete dump an hour.
+pub const FULL_INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    text: ("1ms", "1h"),
+};
+
+/// The values of `-poll.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PollMode {
+    /// Every poll dumps every socket (sock_diag).
+    Dump,
+    /// A BPF iterator reports the changed sockets; complete dumps every
+    /// -poll.full-interval.
+    Bpf,
+}
 
 /// `-flush-interval`: snapshots wait in memory at most an hour.
 pub const FLUSH_INTERVAL: DurationRange = DurationRange {

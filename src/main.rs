@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use anyhow::Context;
+use changescan::BpfChanges;
 use inetdiag::notices::NoticeSocket;
 use inetdiag::DiagSocket;
-use tcp_info::config::{CheckConfig, Config, Invocation, ReadyConfig};
+use tcp_info::config::{CheckConfig, Config, Invocation, PollMode, ReadyConfig};
 use tcp_info::eventsocket::{
     Publisher, Server as EventServer, ServerOptions as EventServerOptions,
 };
@@ -335,6 +336,24 @@ fn start_poller(
             )
         }
         None => poller,
+    };
+    let poller = match config.poll_mode {
+        PollMode::Dump => poller,
+        PollMode::Bpf => {
+            match BpfChanges::open(inetdiag::ARCHIVE_STATES, inetdiag::ARCHIVE_EXTENSIONS) {
+                Ok(changes) => {
+                    log!(
+                    "poll mode bpf: a BPF iterator reports the changed sockets, a complete dump every {:?}",
+                    config.full_interval
+                );
+                    poller.with_changes(Box::new(changes), config.full_interval)
+                }
+                Err(e) => {
+                    log!("poll mode bpf unavailable ({e}); polling with complete dumps");
+                    poller
+                }
+            }
+        }
     };
     log!(
         "tcp-info polling every {:?}, writing to {} (uuid prefix {uuid_prefix})",

@@ -47,6 +47,12 @@ pub struct Stats {
     /// left out of the archive (the rest of the reply is kept).
     pub skipped_attributes: AtomicU64,
     pub parse_errors: AtomicU64,
+    /// `-poll.mode=bpf`: polls that read only the changed sockets, the
+    /// sockets the change detection reported, and the complete dumps run
+    /// between them.
+    pub change_polls: AtomicU64,
+    pub change_reported: AtomicU64,
+    pub full_dumps: AtomicU64,
     pub open_errors: AtomicU64,
     pub write_errors: AtomicU64,
 }
@@ -71,8 +77,19 @@ impl Stats {
         let (p0, i0) = since;
         let intervals = polls.saturating_sub(p0).max(1);
         let mean_ms = interval_us.saturating_sub(i0) as f64 / intervals as f64 / 1000.0;
+        let change_polls = self.change_polls.load(Relaxed);
+        // Only in -poll.mode=bpf, so that the dump mode's line is as before.
+        let changes = if change_polls == 0 {
+            String::new()
+        } else {
+            format!(
+                " change_polls={change_polls} change_reported={} full_dumps={}",
+                self.change_reported.load(Relaxed),
+                self.full_dumps.load(Relaxed)
+            )
+        };
         format!(
-            "stats: polls={polls} mean_interval={mean_ms:.2}ms records={} new={} changed={} closed={} queued={} written={} dropped={} files_opened={} files_closed={} bytes={} errors={} (netlink={} parse={} open={} write={})",
+            "stats: polls={polls} mean_interval={mean_ms:.2}ms records={} new={} changed={} closed={} queued={} written={} dropped={} files_opened={} files_closed={} bytes={} errors={} (netlink={} parse={} open={} write={}){changes}",
             self.records.load(Relaxed),
             self.new.load(Relaxed),
             self.changed.load(Relaxed),

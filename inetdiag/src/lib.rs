@@ -31,8 +31,9 @@ pub use constants::*;
 pub use error::{Error, ParseError};
 pub use msg::{InetDiagMsg, INET_DIAG_MSG_LEN};
 pub use record::{AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
-pub use socket::{DiagSocket, DumpStats};
-pub use source::DumpSource;
+pub use request::SocketId;
+pub use socket::{DiagSocket, DumpStats, FetchStats};
+pub use source::{ChangeSource, ChangeStats, DumpSource};
 
 /// Byte ranges of the addresses inside `struct inet_diag_msg`, for callers
 /// that rewrite them in a copy (anonymization).

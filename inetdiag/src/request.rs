@@ -3,7 +3,7 @@
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::{
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    inet::{ExtensionFlags, InetRequest, SocketId as WildcardId, StateFlags},
     SockDiagMessage,
 };
 
@@ -37,9 +37,9 @@ impl DumpRequest {
             return self.compat_bytes(seq);
         }
         let socket_id = if self.family == AF_INET {
-            SocketId::new_v4()
+            WildcardId::new_v4()
         } else {
-            SocketId::new_v6()
+            WildcardId::new_v6()
         };
         let request = InetRequest {
             family: self.family,
@@ -89,6 +89,50 @@ impl DumpRequest {
     }
 }
 
+/// One socket, as `struct inet_diag_sockid` names it: what an exact
+/// `SOCK_DIAG_BY_FAMILY` request (no `NLM_F_DUMP`) looks up. The kernel
+/// finds the socket by its tuple and bound interface, then refuses it
+/// (`ESTALE`) when its cookie is not `cookie`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketId {
+    pub family: u8,
+    /// Ports in host order.
+    pub sport: u16,
+    pub dport: u16,
+    /// Addresses as the kernel keeps them (network order); IPv4 in the
+    /// first four bytes.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub interface: u32,
+    pub cookie: u64,
+}
+
+/// Bytes of one exact request (`nlmsghdr` + `inet_diag_req_v2`).
+pub const EXACT_REQUEST_LEN: usize = NLMSG_HDRLEN + 56;
+
+impl SocketId {
+    /// Appends the exact request for this socket (TCP, `states`,
+    /// `extensions`) under sequence number `seq` to `out`.
+    pub fn append_request(&self, states: u32, extensions: u8, seq: u32, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&(EXACT_REQUEST_LEN as u32).to_ne_bytes());
+        out.extend_from_slice(&crate::SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        out.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&[self.family, IPPROTO_TCP, extensions, 0]);
+        out.extend_from_slice(&states.to_ne_bytes());
+        out.extend_from_slice(&self.sport.to_be_bytes());
+        out.extend_from_slice(&self.dport.to_be_bytes());
+        out.extend_from_slice(&self.src);
+        out.extend_from_slice(&self.dst);
+        out.extend_from_slice(&self.interface.to_ne_bytes());
+        out.extend_from_slice(&(self.cookie as u32).to_ne_bytes());
+        out.extend_from_slice(&((self.cookie >> 32) as u32).to_ne_bytes());
+        debug_assert_eq!(out.len() - start, EXACT_REQUEST_LEN);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +161,44 @@ mod tests {
             ARCHIVE_STATES
         );
         assert!(b[24..].iter().all(|&x| x == 0), "wildcard socket id");
+    }
+
+    #[test]
+    fn exact_request_bytes_carry_the_tuple_and_cookie() {
+        let id = SocketId {
+            family: AF_INET,
+            sport: 0x1234,
+            dport: 80,
+            src: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            interface: 3,
+            cookie: 0x0102_0304_0506_0708,
+        };
+        let mut b = vec![9];
+        id.append_request(ARCHIVE_STATES, ARCHIVE_EXTENSIONS, 77, &mut b);
+        let b = &b[1..];
+        assert_eq!(b.len(), EXACT_REQUEST_LEN);
+        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
+        assert_eq!(
+            u16::from_ne_bytes(b[4..6].try_into().unwrap()),
+            SOCK_DIAG_BY_FAMILY
+        );
+        // A request, not a dump.
+        assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 1);
+        assert_eq!(u32::from_ne_bytes(b[8..12].try_into().unwrap()), 77);
+        assert_eq!(&b[16..20], &[AF_INET, IPPROTO_TCP, ARCHIVE_EXTENSIONS, 0]);
+        assert_eq!(&b[24..28], &[0x12, 0x34, 0, 80]);
+        assert_eq!(&b[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&b[44..48], &[127, 0, 0, 2]);
+        assert_eq!(u32::from_ne_bytes(b[60..64].try_into().unwrap()), 3);
+        assert_eq!(
+            u32::from_ne_bytes(b[64..68].try_into().unwrap()),
+            0x0506_0708
+        );
+        assert_eq!(
+            u32::from_ne_bytes(b[68..72].try_into().unwrap()),
+            0x0102_0304
+        );
     }
 
     #[test]

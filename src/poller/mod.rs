@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use inetdiag::notices::{NoticeSocket, NoticeSource};
 use inetdiag::request::DumpRequest;
-use inetdiag::{DiagRecord, DiagSocket, DumpSource, DumpStats, InetDiagMsg};
+use inetdiag::{ChangeSource, DiagRecord, DiagSocket, DumpSource, DumpStats, InetDiagMsg};
 
 use self::recently_closed::RecentlyClosed;
 use crate::address::{classify, Scope};
@@ -38,6 +38,7 @@ static INTERRUPTED_DUMPS: RateLimit = RateLimit::new(10_000);
 static PARSE_ERRORS: RateLimit = RateLimit::new(10_000);
 static NOTICES_LOST: RateLimit = RateLimit::new(10_000);
 static NOTICE_ERRORS: RateLimit = RateLimit::new(10_000);
+static CHANGE_ERRORS: RateLimit = RateLimit::new(10_000);
 
 /// How long a socket closed on its notice is remembered: its timewait
 /// afterlife shows in the very next dump.
@@ -142,6 +143,17 @@ pub struct Poller<S: DumpSource = DiagSocket, N: NoticeSource = NoticeSocket> {
     /// The all-families dump succeeded at least once: a later failure of
     /// it is a failed dump, not a kernel without it.
     all_families_worked: bool,
+    /// `-poll.mode=bpf`: most polls read only the sockets that changed.
+    changes: Option<Changes>,
+}
+
+/// Polls of only the changed sockets between complete dumps.
+struct Changes {
+    source: Box<dyn ChangeSource>,
+    /// Time between complete dumps: the longest a change the change
+    /// detection cannot see, or a close without a notice, waits.
+    full_every: Duration,
+    next_full: Instant,
 }
 
 /// The archive's dump of every family in one walk of the socket tables
@@ -200,6 +212,7 @@ impl<S: DumpSource> Poller<S> {
             config,
             requests: vec![ALL_FAMILIES],
             all_families_worked: false,
+            changes: None,
         }
     }
 
@@ -216,11 +229,25 @@ impl<S: DumpSource> Poller<S> {
             config: self.config,
             requests: self.requests,
             all_families_worked: self.all_families_worked,
+            changes: self.changes,
         }
     }
 }
 
 impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
+    /// This poller reading, between complete dumps every `full_every`,
+    /// only the sockets `changes` reports. Those polls see some sockets,
+    /// not all: they never close a connection for its absence (the
+    /// complete dumps and the destroy notices do). The first poll dumps.
+    pub fn with_changes(mut self, changes: Box<dyn ChangeSource>, full_every: Duration) -> Self {
+        self.changes = Some(Changes {
+            source: changes,
+            full_every,
+            next_full: Instant::now(),
+        });
+        self
+    }
+
     /// The dump source (a replay's record of requests, in tests).
     pub fn source(&self) -> &S {
         &self.source
@@ -299,13 +326,45 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
     /// when every dump was complete and consistent) the closes of what is
     /// gone, then the hand-over to the writers.
     fn cycle(&mut self, since_last: Option<Duration>) -> Result<(), ShardGone> {
+        let now = Instant::now();
+        let changes_only = match &mut self.changes {
+            Some(changes) if now < changes.next_full => true,
+            Some(changes) => {
+                changes.next_full = later(now, changes.full_every);
+                false
+            }
+            None => false,
+        };
         let poll = &mut self.poll;
-        poll.cache.begin_cycle_at(now_ms());
+        if changes_only {
+            // Not a new cycle for the cache: the sockets not reported keep
+            // their place and their last sighting, so the next complete
+            // dump walks in order and measures absences as before.
+            poll.cache.continue_cycle_at(now_ms());
+        } else {
+            poll.cache.begin_cycle_at(now_ms());
+        }
         poll.cycle += 1;
         for shard in &mut poll.out.shards {
             shard.pending.poll = poll.cycle;
         }
-        let complete = self.dump_all();
+        let complete = if changes_only {
+            self.read_changes();
+            false
+        } else {
+            if let Some(changes) = &mut self.changes {
+                add(&self.poll.stats.full_dumps, 1);
+                // The change detection's own bookkeeping shows in the
+                // sockets it sees (socket storage counts in SKMEMINFO's
+                // optmem): it sees the sockets first, so that the dump
+                // archives them with it rather than a change poll later.
+                // A failure here costs nothing the dump does not cover.
+                if let Err(e) = changes.source.resync() {
+                    log_limited!(CHANGE_ERRORS, "change detection failed: {e}");
+                }
+            }
+            self.dump_all()
+        };
         let poll = &mut self.poll;
         // Notices after the dumps: a socket a dump showed and then was
         // destroyed gets its final snapshot after its last dumped one.
@@ -323,6 +382,35 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             o.cycle_finished(since_last, &poll.cache);
         }
         handed
+    }
+
+    /// Reads the sockets the change detection reports, like replies of a
+    /// dump; when it fails, the next poll is a complete dump.
+    fn read_changes(&mut self) {
+        let Some(changes) = &mut self.changes else {
+            return;
+        };
+        let poll = &mut self.poll;
+        poll.timestamp_ms = now_ms();
+        poll.family_counts = [0; 2];
+        add(&poll.stats.change_polls, 1);
+        match changes.source.changed(&mut |payload| poll.handle(payload)) {
+            Ok(read) => {
+                add(&poll.stats.change_reported, read.reported as u64);
+                add(&poll.stats.records, read.records as u64);
+            }
+            Err(e) => {
+                changes.next_full = Instant::now();
+                add(&poll.stats.netlink_errors, 1);
+                log_limited!(
+                    CHANGE_ERRORS,
+                    "reading the changed sockets failed: {e}; the next poll dumps every socket"
+                );
+                for o in &mut poll.out.observers {
+                    o.error(e.kind());
+                }
+            }
+        }
     }
 
     /// Runs the cycle's dumps (falling back to one per family on a kernel

@@ -684,3 +684,108 @@ fn an_interval_past_what_an_instant_holds_is_a_time_that_never_comes_not_a_panic
     let never = super::later(now, Duration::MAX);
     assert!(never > now + Duration::from_secs(365 * 24 * 3600));
 }
+
+/// A change detection that reports, at each call, the next of `polls`
+/// (record payloads), then nothing; or fails when the entry is `None`.
+struct ScriptedChanges {
+    polls: std::collections::VecDeque<Option<Vec<Vec<u8>>>>,
+}
+
+impl inetdiag::ChangeSource for ScriptedChanges {
+    fn changed(
+        &mut self,
+        on_record: &mut dyn FnMut(&[u8]),
+    ) -> Result<inetdiag::ChangeStats, inetdiag::Error> {
+        match self.polls.pop_front() {
+            Some(Some(records)) => {
+                for r in &records {
+                    on_record(r);
+                }
+                Ok(inetdiag::ChangeStats {
+                    reported: records.len(),
+                    records: records.len(),
+                    gone: 0,
+                })
+            }
+            Some(None) => Err(inetdiag::Error::Kernel {
+                errno: libc::ENOBUFS,
+            }),
+            None => Ok(inetdiag::ChangeStats::default()),
+        }
+    }
+
+    fn resync(&mut self) -> Result<(), inetdiag::Error> {
+        Ok(())
+    }
+}
+
+fn records_of(dump: &CapturedDump, ends: &[Ends]) -> Vec<Vec<u8>> {
+    dump.records()
+        .into_iter()
+        .filter(|r| ends.contains(&ends_of(r)))
+        .map(|r| r.to_vec())
+        .collect()
+}
+
+#[test]
+fn change_only_polls_archive_what_they_report_and_close_nothing() {
+    let (all, without_b) = with_and_without_b();
+    let without_c = without(&all, &[C_CLIENT, C_SERVER]);
+    // One complete dump (without C), then four polls of changes only: C
+    // appears, A is reported unchanged, then nothing — B is never reported
+    // again, and must stay open.
+    let changes = ScriptedChanges {
+        polls: [
+            Some(records_of(&all, &[C_CLIENT, C_SERVER])),
+            Some(records_of(&all, &[A_CLIENT])),
+            Some(Vec::new()),
+            Some(Vec::new()),
+        ]
+        .into(),
+    };
+    let mut rig = rig(replies([without_c, without_b]), 1);
+    rig.poller = rig
+        .poller
+        .with_changes(Box::new(changes), Duration::from_secs(3600));
+    rig.poller.config.reps = 5;
+    assert_eq!(rig.run(), Ok(5));
+    let handed = rig.handed();
+    assert_eq!(rig.families(), [AF_UNSPEC], "one complete dump");
+    assert!(handed.values().all(|h| h.closes == 0), "{handed:?}");
+    for ends in [C_CLIENT, C_SERVER] {
+        let h = handed[&cookie_of(&all, ends)];
+        assert_eq!(
+            (h.opens, h.snapshots),
+            (1, 1),
+            "{ends:?} opened by a change poll"
+        );
+    }
+    // Reported, but unchanged: nothing more written.
+    assert_eq!(handed[&cookie_of(&all, A_CLIENT)].snapshots, 1);
+    assert_eq!(rig.stats.change_polls.load(Relaxed), 4);
+    assert_eq!(rig.stats.full_dumps.load(Relaxed), 1);
+    assert_eq!(rig.stats.closed.load(Relaxed), 0);
+}
+
+#[test]
+fn complete_dumps_between_change_polls_close_what_is_gone() {
+    let (all, without_b) = with_and_without_b();
+    // Every other poll is a complete dump (the interval is zero after a
+    // failed change poll): dump, failed change poll, dump without B.
+    let changes = ScriptedChanges {
+        polls: [None].into(),
+    };
+    let mut rig = rig(replies([all.clone(), without_b]), 1);
+    rig.poller = rig
+        .poller
+        .with_changes(Box::new(changes), Duration::from_secs(3600));
+    rig.poller.config.reps = 3;
+    assert_eq!(rig.run(), Ok(3));
+    assert_eq!(rig.families(), [AF_UNSPEC, AF_UNSPEC]);
+    let handed = rig.handed();
+    for ends in [B_CLIENT, B_SERVER] {
+        assert_eq!(handed[&cookie_of(&all, ends)].closes, 1, "{ends:?}");
+    }
+    assert_eq!(rig.stats.netlink_errors.load(Relaxed), 1);
+    assert_eq!(rig.stats.full_dumps.load(Relaxed), 2);
+}
