@@ -134,3 +134,23 @@ fn parse_sample(line: &str) -> Option<Sample> {
         value,
     })
 }
+
+/// What an alert expression watches: its left side without the threshold
+/// (`X > 0` → `X`, `X > 10 * Y` → `X`), and the argument of `absent(X)`.
+/// Healthy, the full expression is empty; this is what must exist for it to
+/// mean anything.
+pub fn alert_watches(expr: &str) -> String {
+    let left = [" > ", " == ", " < ", " >= ", " <= ", " != "]
+        .iter()
+        .filter_map(|op| expr.rfind(op))
+        .max()
+        .map_or(expr, |at| &expr[..at]);
+    let left = left.trim();
+    match left
+        .strip_prefix("absent(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        Some(inner) => inner.to_owned(),
+        None => left.to_owned(),
+    }
+}

@@ -25,24 +25,7 @@ fn expressions(rules: &str) -> Vec<String> {
         .collect()
 }
 
-/// What an alert expression watches: its left side without the threshold
-/// (`X > 0` → `X`), and the argument of `absent(X)`. Healthy, the full
-/// expression is empty; this is what must exist for it to mean anything.
-fn watched(expr: &str) -> String {
-    let left = [" > ", " == ", " < ", " >= ", " <= ", " != "]
-        .iter()
-        .filter_map(|op| expr.rfind(op))
-        .max()
-        .map_or(expr, |at| &expr[..at]);
-    let left = left.trim();
-    match left
-        .strip_prefix("absent(")
-        .and_then(|r| r.strip_suffix(')'))
-    {
-        Some(inner) => inner.to_owned(),
-        None => left.to_owned(),
-    }
-}
+use harness::metrics::alert_watches as watched;
 
 #[test]
 fn the_threshold_is_cut_off_what_an_alert_watches() {
@@ -52,6 +35,9 @@ fn the_threshold_is_cut_off_what_an_alert_watches() {
         watched("rate(a[5m]) / rate(b[5m]) > 10 * c"),
         "rate(a[5m]) / rate(b[5m])"
     );
+    assert_eq!(watched("sum(x) > 0"), "sum(x)");
+    assert_eq!(watched("rate(a[5m]) >= bool 0.5"), "rate(a[5m])");
+    assert_eq!(watched("a[5m]"), "a[5m]");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! the listener policy forbids (port 23), a public listener opened after
 //! the agent started, and an established connection to a peer inside
 //! `-remote-states`. An alert's expression is evaluated without its final
-//! threshold (`… > 0` as `…`), since a healthy scene rightly fires nothing:
+//! threshold (`… > 0` as `…`, `absent(X)` as `X`), since a healthy scene rightly fires nothing:
 //! what is checked is that it parses, runs, and finds the series it watches.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use harness::metrics::alert_watches;
 use harness::metrics::url_encode;
 use harness::system::{tool, tool_path};
 use harness::{wait_for, wait_for_ok, Agent, Netns, Process};
@@ -57,35 +58,6 @@ fn rule_exprs(file: &Path) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-/// `expr` without a final `OP number` threshold (`> 0`, `== 0`, `>= 0.5`).
-fn without_threshold(expr: &str) -> &str {
-    let trimmed = expr.trim_end();
-    let number_start = trimmed
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '+' || c == '-'))
-        .map_or(0, |i| i + 1);
-    if number_start == trimmed.len() || trimmed[number_start..].parse::<f64>().is_err() {
-        return expr;
-    }
-    let before = trimmed[..number_start].trim_end();
-    let before = before.strip_suffix("bool").map_or(before, str::trim_end);
-    for op in ["==", "!=", ">=", "<=", ">", "<"] {
-        if let Some(rest) = before.strip_suffix(op) {
-            return rest.trim_end();
-        }
-    }
-    expr
-}
-
-#[test]
-fn thresholds_are_stripped_only_at_the_end() {
-    assert_eq!(without_threshold("sum(x) > 0"), "sum(x)");
-    assert_eq!(without_threshold("a == 0"), "a");
-    assert_eq!(without_threshold("rate(a[5m]) >= bool 0.5"), "rate(a[5m])");
-    assert_eq!(without_threshold("x{a=\"1\"} > 100"), "x{a=\"1\"}");
-    assert_eq!(without_threshold("a > b"), "a > b");
-    assert_eq!(without_threshold("a[5m]"), "a[5m]");
 }
 
 /// The dashboard's queries with Grafana's variables replaced by what they
@@ -155,7 +127,7 @@ fn every_shipped_promql_expression_returns_a_series_from_a_real_agent() {
     let mut exprs: Vec<(String, String)> = Vec::new();
     for file in &rules {
         for (name, expr) in rule_exprs(file) {
-            exprs.push((name, without_threshold(&expr).to_string()));
+            exprs.push((name, alert_watches(&expr)));
         }
     }
     exprs.extend(dashboard_exprs());
