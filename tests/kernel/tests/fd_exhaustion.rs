@@ -59,7 +59,7 @@ fn running_out_of_descriptors_is_counted_and_retried_without_loss() {
     // dropped.
     drop(pairs);
     drop(listener);
-    wait_until(Duration::from_secs(10), "a file per connection", || {
+    wait_until(Duration::from_secs(30), "a file per connection", || {
         archive_files(&out).len() >= 81
     });
 

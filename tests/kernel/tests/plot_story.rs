@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::agent::agent_binary;
-use harness::archive::{idm, read_all, state, tcp_info_of};
+use harness::archive::{bytes_acked, idm, read_all, state, tcp_info_of};
 use harness::svg::{check_linear, hex, polylines};
 use harness::system::{run, tool_path};
 use harness::traffic::socket_cookie;
@@ -214,8 +214,15 @@ fn summary_and_plot_tell_a_connections_story() {
     assert_eq!(row["final_state"], final_state);
     assert_ne!(final_state, "ESTABLISHED");
     let acked = row["bytes_acked"].as_u64().unwrap();
-    // Every byte sent, and the sequence numbers of the FINs.
-    assert!((total as u64..=total as u64 + 2).contains(&acked), "{row}");
+    // The summary's count is the last archived one; the last snapshot may
+    // be taken in FIN_WAIT1 with the final megabyte still in flight, but
+    // what was sent before the idle period was acked by then. At most every
+    // byte sent and the sequence numbers of the FINs.
+    assert_eq!(acked, bytes_acked(with_info.last().unwrap()), "{row}");
+    assert!(
+        (total as u64 * 4 / 5..=total as u64 + 2).contains(&acked),
+        "{row}"
+    );
     assert_eq!(
         row["src"],
         format!("127.0.0.1:{}", idm(snapshots[0]).sport())
