@@ -214,12 +214,21 @@ fn stuck_client_is_dropped_while_polling_and_other_clients_carry_on() {
     // events, all of which the healthy client must see.
     let mut all = HashSet::new();
     let round = |all: &mut HashSet<String>| {
+        // An earlier round's client socket may have had this round's
+        // listener port as its ephemeral source port: only connections new
+        // in this round count.
+        let before: HashSet<String> = healthy.events().into_iter().map(|e| e.uuid).collect();
         let conns = agent.connect_many(200);
         let port = conns.port;
-        wait_until(DEADLINE, "round opens", || {
-            healthy.opens_on(port).len() == 400
-        });
-        let uuids: HashSet<String> = healthy.opens_on(port).into_keys().collect();
+        let fresh = || -> HashSet<String> {
+            healthy
+                .opens_on(port)
+                .into_keys()
+                .filter(|uuid| !before.contains(uuid))
+                .collect()
+        };
+        wait_until(DEADLINE, "round opens", || fresh().len() == 400);
+        let uuids = fresh();
         drop(conns);
         wait_until(DEADLINE, "round closes", || {
             healthy.closed().is_superset(&uuids)
