@@ -10,10 +10,12 @@
 
 pub mod agent;
 pub mod archive;
+pub mod disk;
 pub mod events;
 pub mod metrics;
 pub mod netns;
 pub mod process;
+pub mod prometheus;
 pub mod svg;
 pub mod system;
 pub mod traffic;

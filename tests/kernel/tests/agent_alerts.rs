@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::metrics::{url_encode, METRICS_PORT};
-use harness::system::{tool, tool_path};
-use harness::{wait_for, Agent, Netns, Process};
+use harness::prometheus::Prometheus;
+use harness::system::tool;
+use harness::{wait_for, Agent, Netns};
 
 const PROMETHEUS_PORT: u16 = 9091;
 
@@ -64,35 +64,8 @@ fn the_shipped_agent_alerts_hold_and_every_expression_finds_its_series() {
 
     let ns = Netns::with_every_scope();
     let _agent = Agent::serving_metrics(&ns, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:{METRICS_PORT}']\n"
-        ),
-    )
-    .unwrap();
-    let _prometheus = Process::spawn(
-        ns.command(tool_path("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}")),
-    );
-    let query = |q: &str| -> Option<Vec<serde_json::Value>> {
-        let path = format!("/api/v1/query?query={}", url_encode(q));
-        let (status, body) = ns.http_get(PROMETHEUS_PORT, &path).ok()?;
-        if status != 200 {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let result = v["data"]["result"].as_array()?.clone();
-        (!result.is_empty()).then_some(result)
-    };
+    let prometheus = Prometheus::scraping_the_agent(&ns, PROMETHEUS_PORT, &[]);
+    let query = |q: &str| prometheus.series(q);
     for expr in &exprs {
         let series = watched(expr);
         let found = wait_for(

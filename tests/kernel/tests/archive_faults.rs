@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,64 +16,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::agent::FAST;
 use harness::archive::{archive_files, read_live_segment, read_segment, zstd_cli_accepts};
+use harness::disk::Tmpfs;
 use harness::metrics::METRICS_PORT;
-use harness::system::{require_root, run, tool};
+use harness::system::{run, tool};
 use harness::traffic::{socket_cookie, Connection, Pump};
 use harness::{wait_until, Agent, Netns, Stats};
 use tcpinfo_archive::naming::{segment_path, uuid};
 use tcpinfo_archive::Timestamp;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A tmpfs mounted on a private directory of the test, unmounted on drop:
-/// a disk the test can fill and free.
-struct Tmpfs {
-    mount: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new(size: &str) -> Tmpfs {
-        require_root("it mounts a tmpfs");
-        let dir = tempfile::Builder::new()
-            .prefix("tcp-info-it-")
-            .tempdir()
-            .unwrap();
-        let mount = dir.path().join("disk");
-        fs::create_dir(&mount).unwrap();
-        run(tool("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0755"))
-            .arg("tcpinfo-test")
-            .arg(&mount));
-        Tmpfs { mount, _dir: dir }
-    }
-
-    /// Writes a file until the disk is full; returns it.
-    fn fill(&self) -> PathBuf {
-        let path = self.mount.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            if let Err(e) = file.write_all(&chunk) {
-                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling: {e}");
-                break;
-            }
-        }
-        // The last pages too: what a partial chunk could not take.
-        while file.write_all(&chunk[..512]).is_ok() {}
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = tool("umount").arg(&self.mount).status();
-        if !unmounted.is_ok_and(|s| s.success()) {
-            let _ = tool("umount").arg("-l").arg(&self.mount).status();
-        }
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -139,7 +89,7 @@ fn archiving_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn a_disk_that_fills_up_during_traffic_and_is_freed_keeps_every_committed_frame() {
     let ns = Netns::new();
-    let disk = Tmpfs::new("4m");
+    let disk = Tmpfs::new("size=4m");
     let out = disk.mount.join("out");
     // A small budget, so that the fault also drops (and counts) lines.
     let flags = archiving_flags(&["-max-pending-bytes=1000000"]);
@@ -188,7 +138,7 @@ fn a_disk_that_fills_up_during_traffic_and_is_freed_keeps_every_committed_frame(
 #[test]
 fn sigterm_on_a_full_disk_leaves_no_empty_or_metadata_less_file() {
     let ns = Netns::new();
-    let disk = Tmpfs::new("4m");
+    let disk = Tmpfs::new("size=4m");
     let out = disk.mount.join("out");
     let mut agent = Agent::start(Some(&ns), &out, &archiving_flags(&[]));
     let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap());
@@ -234,7 +184,7 @@ fn fingerprints(files: &[PathBuf]) -> BTreeMap<PathBuf, (u64, i64, i64, Vec<u8>)
 /// are never touched, the second continues in the next sequence numbers.
 fn restart_with_live_connections(full_disk: bool) {
     let ns = Netns::new();
-    let disk = Tmpfs::new("8m");
+    let disk = Tmpfs::new("size=8m");
     let out = disk.mount.join("out");
     let flags = archiving_flags(&[]);
     let mut first = Agent::start(Some(&ns), &out, &flags);
@@ -330,7 +280,7 @@ fn today() -> (i32, u32, u32) {
 #[test]
 fn links_and_files_planted_by_an_unprivileged_user_are_never_followed_or_written_into() {
     let ns = Netns::new();
-    let disk = Tmpfs::new("8m");
+    let disk = Tmpfs::new("size=8m");
     let out = shared_output(&disk);
     // A root-only file the links point at.
     let secret = disk.mount.join("secret");
@@ -394,7 +344,7 @@ fn links_and_files_planted_by_an_unprivileged_user_are_never_followed_or_written
 #[test]
 fn a_date_directory_replaced_by_a_link_is_never_followed() {
     let ns = Netns::new();
-    let disk = Tmpfs::new("8m");
+    let disk = Tmpfs::new("size=8m");
     let out = shared_output(&disk);
     let root_only = disk.mount.join("root-only");
     fs::create_dir(&root_only).unwrap();
@@ -469,7 +419,7 @@ fn with_descriptors_exhausted_metrics_still_answer_and_nothing_is_lost() {
 
 #[test]
 fn the_tmpfs_guard_unmounts() {
-    let disk = Tmpfs::new("1m");
+    let disk = Tmpfs::new("size=1m");
     let mount = disk.mount.clone();
     drop(disk);
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();

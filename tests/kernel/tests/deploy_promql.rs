@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harness::metrics::alert_watches;
-use harness::metrics::url_encode;
-use harness::system::{tool, tool_path};
-use harness::{wait_for, wait_for_ok, Agent, Netns, Process};
+use harness::prometheus::Prometheus;
+use harness::system::tool;
+use harness::{wait_for, wait_for_ok, Agent, Netns};
 
 const PROMETHEUS_PORT: u16 = 9090;
 
@@ -150,43 +150,9 @@ fn every_shipped_promql_expression_returns_a_series_from_a_real_agent() {
         (forbidden, listener, client, server)
     });
 
-    let config = dir.path().join("prometheus.yml");
-    let rule_list: Vec<String> = rules
-        .iter()
-        .map(|f| format!("  - '{}'\n", f.display()))
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n{}\
-             scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:9990']\n",
-            rule_list.concat()
-        ),
-    )
-    .unwrap();
-    let _prometheus = Process::spawn(
-        ns.command(tool_path("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}")),
-    );
-
+    let prometheus = Prometheus::scraping_the_agent(&ns, PROMETHEUS_PORT, &rules);
     // Ok(series count) or Err(why), for one instant query now.
-    let query = |q: &str| -> Result<usize, String> {
-        let path = format!("/api/v1/query?query={}", url_encode(q));
-        let (status, body) = ns
-            .http_get(PROMETHEUS_PORT, &path)
-            .map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("HTTP {status}: {}", v["error"]));
-        }
-        Ok(v["data"]["result"].as_array().map_or(0, Vec::len))
-    };
+    let query = |q: &str| prometheus.query(q).map(|result| result.len());
 
     // Prometheus loaded every rules file's groups.
     let groups: usize = rules

@@ -10,10 +10,10 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::metrics::url_encode;
 use harness::process::program_name;
-use harness::system::{tool, tool_path};
-use harness::{wait_for, Agent, Netns, Process};
+use harness::prometheus::Prometheus;
+use harness::system::tool;
+use harness::{wait_for, Agent, Netns};
 
 /// M-Lab's histogram names, kept as they are for existing dashboards.
 const LEGACY_HISTOGRAMS: [&str; 6] = [
@@ -76,34 +76,8 @@ fn a_real_prometheus_scrapes_the_agent_and_returns_the_listening_series() {
         )
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-         scrape_configs:\n  - job_name: tcpinfo\n    static_configs:\n      - targets: ['127.0.0.1:9990']\n",
-    )
-    .unwrap();
-    let _prometheus = Process::spawn(
-        ns.command(tool_path("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}")),
-    );
-
-    let query = |q: &str| -> Option<Vec<serde_json::Value>> {
-        let path = format!("/api/v1/query?query={}", url_encode(q));
-        let (status, body) = ns.http_get(PROMETHEUS_PORT, &path).ok()?;
-        if status != 200 {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let result = v["data"]["result"].as_array()?.clone();
-        (!result.is_empty()).then_some(result)
-    };
+    let prometheus = Prometheus::scraping_the_agent(&ns, PROMETHEUS_PORT, &[]);
+    let query = |q: &str| prometheus.series(q);
     let tcp = wait_for(
         Duration::from_secs(60),
         "Prometheus to return the TCP listening series",

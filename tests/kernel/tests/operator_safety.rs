@@ -5,17 +5,17 @@
 //! taken for a listener; `tcp-info check` as an unprivileged user.
 
 use std::fs;
-use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use harness::agent::{agent_binary, FAST};
+use harness::disk::Tmpfs;
 use harness::metrics::METRICS_PORT;
 use harness::process::program_name;
-use harness::system::{require_root, run, tool, tool_path};
+use harness::system::tool_path;
 use harness::traffic::{Connection, Pump};
 use harness::{wait_for, wait_until, Agent, Netns};
 
@@ -23,49 +23,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The unprivileged user of most systems (`nobody`).
 const NOBODY: u32 = 65534;
-
-/// A tmpfs mounted on a private directory of the test, unmounted on drop.
-struct Tmpfs {
-    mount: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new(options: &str) -> Tmpfs {
-        require_root("it mounts a tmpfs");
-        let dir = tempfile::Builder::new()
-            .prefix("tcp-info-it-")
-            .tempdir()
-            .unwrap();
-        let mount = dir.path().join("disk");
-        fs::create_dir(&mount).unwrap();
-        run(tool("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("{options},mode=0755"))
-            .arg("tcpinfo-test")
-            .arg(&mount));
-        Tmpfs { mount, _dir: dir }
-    }
-
-    /// Writes a file until the disk is full; returns it.
-    fn fill(&self) -> PathBuf {
-        let path = self.mount.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while file.write_all(&chunk).is_ok() {}
-        while file.write_all(&chunk[..512]).is_ok() {}
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = tool("umount").arg(&self.mount).status();
-        if !unmounted.is_ok_and(|s| s.success()) {
-            let _ = tool("umount").arg("-l").arg(&self.mount).status();
-        }
-    }
-}
 
 /// Runs the agent with `args` until it exits (it is expected to refuse).
 fn refused(args: &[String]) -> (Option<i32>, String) {
