@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use tcpinfo_archive::{ReadError, RecordError, SnapshotError};
+use tcpinfo_archive::{ConvertError, ReadError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -18,18 +18,9 @@ pub enum AnalysisError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("{name}:{line}: {source}")]
-    Record {
-        name: String,
-        line: u64,
-        source: RecordError,
-    },
-    #[error("{name}:{line}: {source}")]
-    Snapshot {
-        name: String,
-        line: u64,
-        source: SnapshotError,
-    },
+    /// A line that does not decode: names the archive and the line.
+    #[error(transparent)]
+    Archive(#[from] ConvertError),
     #[error("no archive among the inputs has a tcp_info snapshot")]
     NoSnapshots,
     #[error(

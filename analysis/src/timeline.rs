@@ -85,17 +85,8 @@ impl Timeline {
         mut reader: ArchiveReader<R>,
         record: &mut RecordBuf,
     ) -> Result<(), AnalysisError> {
-        while let Some(line) = reader.next_line()? {
-            let at = |reader: &ArchiveReader<R>| (reader.name().to_string(), reader.line_number());
-            if let Err(source) = record.parse(line) {
-                let (name, line) = at(&reader);
-                return Err(AnalysisError::Record { name, line, source });
-            }
-            let snapshot = Snapshot::decode(record).map_err(|source| {
-                let (name, line) = at(&reader);
-                AnalysisError::Snapshot { name, line, source }
-            })?;
-            if let Some(metadata) = record.metadata() {
+        while let Some(snapshot) = reader.next_snapshot(record)? {
+            if let Some(metadata) = snapshot.metadata() {
                 if self.uuid != metadata.uuid {
                     self.uuid.clone_from(&metadata.uuid);
                 }

@@ -78,40 +78,25 @@ impl CsvConverter {
             self.uuid.extend_from_slice(from_name.as_bytes());
         }
         let result = loop {
-            let line = match reader.next_line() {
-                Ok(Some(line)) => line,
+            let snapshot = match reader.next_snapshot(&mut self.record) {
+                Ok(Some(snapshot)) => snapshot,
                 Ok(None) => break Ok(rows),
-                Err(e) => break Err(e.into()),
+                Err(e) => break Err(e),
             };
-            if let Err(source) = self.record.parse(line) {
-                break Err(ConvertError::Record {
-                    name: reader.name().to_string(),
-                    line: reader.line_number(),
-                    source,
-                });
-            }
             if self.columns.source {
-                if let Some(m) = self.record.metadata() {
+                if let Some(m) = snapshot.metadata() {
                     self.uuid.clear();
                     self.uuid.extend_from_slice(m.uuid.as_bytes());
                 }
             }
-            match Snapshot::decode(&self.record) {
-                Ok(snapshot) if with_columns => {
-                    let source = Source {
-                        uuid: &self.uuid,
-                        file: reader.name().as_bytes(),
-                    };
-                    write_row_with(out, &snapshot, self.columns, source)
-                }
-                Ok(snapshot) => write_row(out, &snapshot),
-                Err(source) => {
-                    break Err(ConvertError::Snapshot {
-                        name: reader.name().to_string(),
-                        line: reader.line_number(),
-                        source,
-                    })
-                }
+            if with_columns {
+                let source = Source {
+                    uuid: &self.uuid,
+                    file: reader.name().as_bytes(),
+                };
+                write_row_with(out, &snapshot, self.columns, source);
+            } else {
+                write_row(out, &snapshot);
             }
             rows += 1;
             if out.len() >= chunk {
@@ -122,5 +107,33 @@ impl CsvConverter {
             flush(out).map_err(ConvertError::Output)?;
         }
         result
+    }
+}
+
+impl<R: Read> ArchiveReader<R> {
+    /// Decodes the next line into `record`: its snapshot, or `None` at the
+    /// end of the archive. An error names the archive and the line.
+    pub fn next_snapshot<'b>(
+        &mut self,
+        record: &'b mut RecordBuf,
+    ) -> Result<Option<Snapshot<'b>>, ConvertError> {
+        let Some(line) = self.next_line()? else {
+            return Ok(None);
+        };
+        if let Err(source) = record.parse(line) {
+            return Err(ConvertError::Record {
+                name: self.name().to_string(),
+                line: self.line_number(),
+                source,
+            });
+        }
+        let record: &'b RecordBuf = record;
+        Snapshot::decode(record)
+            .map(Some)
+            .map_err(|source| ConvertError::Snapshot {
+                name: self.name().to_string(),
+                line: self.line_number(),
+                source,
+            })
     }
 }

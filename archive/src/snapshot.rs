@@ -22,6 +22,7 @@ use inetdiag::{
     INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_VEGASINFO,
 };
 
+use crate::record::Metadata;
 use crate::record_buf::RecordBuf;
 use crate::tcp_info_ext::{Tail, TcpInfoExtended, EXTENDED_LEN};
 use crate::timestamp::Timestamp;
@@ -387,6 +388,11 @@ fn first_byte(field: &mut Option<u8>, raw: &[u8]) -> bool {
 }
 
 impl<'a> Snapshot<'a> {
+    /// The metadata of a metadata line (its first line, in an archive).
+    pub fn metadata(&self) -> Option<&'a Metadata> {
+        self.record.metadata()
+    }
+
     /// Decodes the record held in `record`.
     pub fn decode(record: &'a RecordBuf) -> Result<Self, SnapshotError> {
         let inet_diag_msg = match record.raw_idm() {

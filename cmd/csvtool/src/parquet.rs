@@ -512,34 +512,17 @@ impl ParquetOut {
             self.uuid.extend_from_slice(from_name.as_bytes());
         }
         loop {
-            let line = match reader.next_line() {
-                Ok(Some(line)) => line,
+            let snapshot = match reader.next_snapshot(&mut self.record) {
+                Ok(Some(snapshot)) => snapshot,
                 Ok(None) => return Ok(Ok(())),
-                Err(e) => return Ok(Err(Failure::Convert(e.into()))),
+                Err(e) => return Ok(Err(Failure::Convert(e))),
             };
-            if let Err(source) = self.record.parse(line) {
-                return Ok(Err(Failure::Convert(ConvertError::Record {
-                    name: reader.name().to_string(),
-                    line: reader.line_number(),
-                    source,
-                })));
-            }
             if self.columns.source {
-                if let Some(m) = self.record.metadata() {
+                if let Some(m) = snapshot.metadata() {
                     self.uuid.clear();
                     self.uuid.extend_from_slice(m.uuid.as_bytes());
                 }
             }
-            let snapshot = match Snapshot::decode(&self.record) {
-                Ok(s) => s,
-                Err(source) => {
-                    return Ok(Err(Failure::Convert(ConvertError::Snapshot {
-                        name: reader.name().to_string(),
-                        line: reader.line_number(),
-                        source,
-                    })))
-                }
-            };
             self.table.row(
                 &snapshot,
                 self.columns,
