@@ -2,16 +2,24 @@
 //! significant snapshot of each, and which were seen in the current cycle.
 
 use ahash::AHashMap;
-use inetdiag::DiagRecord;
+use inetdiag::tcp_info::{u64_at, BYTES_ACKED, BYTES_RECEIVED};
+use inetdiag::{DiagRecord, InetDiagMsg, INET_DIAG_INFO, INET_DIAG_MSG_LEN};
 
-use crate::compare::{compare, unchanged_fast, ChangeType};
+use crate::compare::Fingerprint;
 use crate::exclusion::AnonymizeMask;
 
-/// What the cache keeps per socket.
+/// What the cache keeps per socket: of its last archived reply, only what
+/// the change rule and the cache's readers need (~130 bytes in place, no
+/// allocation), not the reply itself.
 #[derive(Debug)]
 pub struct Entry {
-    /// The last archived reply (inet_diag_msg + attributes).
-    payload: Vec<u8>,
+    /// What the change rule compares; `None` (no tcp_info) never equals.
+    fingerprint: Option<Fingerprint>,
+    /// inet_diag_msg: addresses, ports, state, uid and inode for the
+    /// exposure inventory.
+    msg: [u8; INET_DIAG_MSG_LEN],
+    /// `tcpi_bytes_acked` and `tcpi_bytes_received`, for the rates.
+    byte_counters: Option<(u64, u64)>,
     last_cycle: u32,
     /// Start of the last cycle that saw it (unix ms).
     seen_ms: i64,
@@ -21,9 +29,38 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The last significant snapshot. Entries only hold replies that parsed.
-    pub fn record(&self) -> Option<DiagRecord<'_>> {
-        DiagRecord::parse(&self.payload).ok()
+    fn new(record: &DiagRecord, cycle: u32, seen_ms: i64) -> Self {
+        let mut entry = Self {
+            fingerprint: None,
+            msg: [0; INET_DIAG_MSG_LEN],
+            byte_counters: None,
+            last_cycle: cycle,
+            seen_ms,
+            excluded: false,
+            anonymize: 0,
+        };
+        entry.keep(record, Fingerprint::of(record));
+        entry
+    }
+
+    /// `record` is the socket's last archived snapshot now.
+    fn keep(&mut self, record: &DiagRecord, fingerprint: Option<Fingerprint>) {
+        self.fingerprint = fingerprint;
+        self.msg = *record.msg().as_bytes();
+        self.byte_counters = record
+            .attribute(INET_DIAG_INFO)
+            .and_then(|info| Some((u64_at(info, BYTES_ACKED)?, u64_at(info, BYTES_RECEIVED)?)));
+    }
+
+    /// inet_diag_msg of the last archived snapshot.
+    pub fn msg(&self) -> InetDiagMsg<'_> {
+        InetDiagMsg::new(&self.msg)
+    }
+
+    /// `(bytes acked, bytes received)` of the last archived snapshot, when
+    /// its tcp_info is long enough to carry them.
+    pub fn byte_counters(&self) -> Option<(u64, u64)> {
+        self.byte_counters
     }
 }
 
@@ -33,7 +70,7 @@ pub enum Update {
     /// A cookie not seen before.
     New,
     /// Significantly different from the cached snapshot, which it replaced.
-    Changed(ChangeType),
+    Changed,
     Unchanged,
 }
 
@@ -45,8 +82,7 @@ struct Slot {
     /// (`cycle & 1`): the previous cycle's is read while this one's is
     /// written.
     position: [u32; 2],
-    /// False once the socket is gone; the slot (and its payload's
-    /// allocation) waits in the free list for the next new socket.
+    /// False once the socket is gone; the slot waits in the free list for the next new socket.
     live: bool,
     entry: Entry,
 }
@@ -58,7 +94,7 @@ struct Slot {
 /// sequence. The hash index (a random access, and a cache miss every time:
 /// the kernel's walk evicts it between polls) is only consulted when the
 /// guess is wrong — a new socket, or one that moved or vanished. (A
-/// software prefetch of the next slots' payloads was tried and measured no
+/// software prefetch of the next slots' payloads, when slots kept whole replies, was tried and measured no
 /// gain: the walk is sequential enough for the hardware prefetcher.)
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -149,19 +185,12 @@ impl Cache {
             position[current] = self.next_order.len() as u32;
             self.next_order.push(slot);
         }
-        if unchanged_fast(&entry.payload, record) {
+        let fingerprint = Fingerprint::of(record);
+        if fingerprint.is_some() && fingerprint == entry.fingerprint {
             return (Update::Unchanged, entry);
         }
-        let change = match entry.record() {
-            Some(previous) => compare(&previous, record),
-            None => ChangeType::Other,
-        };
-        if !change.is_significant() {
-            return (Update::Unchanged, entry);
-        }
-        entry.payload.clear();
-        entry.payload.extend_from_slice(record.payload());
-        (Update::Changed(change), entry)
+        entry.keep(record, fingerprint);
+        (Update::Changed, entry)
     }
 
     fn insert(&mut self, cookie: u64, record: &DiagRecord) -> (Update, &mut Entry) {
@@ -172,12 +201,7 @@ impl Cache {
                 let s = &mut self.slots[slot as usize];
                 s.cookie = cookie;
                 s.live = true;
-                s.entry.payload.clear();
-                s.entry.payload.extend_from_slice(record.payload());
-                s.entry.last_cycle = cycle;
-                s.entry.seen_ms = self.cycle_ms;
-                s.entry.excluded = false;
-                s.entry.anonymize = 0;
+                s.entry = Entry::new(record, cycle, self.cycle_ms);
                 slot
             }
             None => {
@@ -185,13 +209,7 @@ impl Cache {
                     cookie,
                     position: [0; 2],
                     live: true,
-                    entry: Entry {
-                        payload: record.payload().to_vec(),
-                        last_cycle: cycle,
-                        seen_ms: self.cycle_ms,
-                        excluded: false,
-                        anonymize: 0,
-                    },
+                    entry: Entry::new(record, cycle, self.cycle_ms),
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -243,7 +261,7 @@ impl Cache {
         closed
     }
 
-    /// Drops the free slots (and their payloads' memory) once they
+    /// Drops the free slots once they
     /// outnumber the live ones, so that a surge of connections does not
     /// leave its peak in memory, and in every later `end_cycle` and `iter`.
     /// Runs at the end of a complete cycle: the only order still needed is
@@ -312,6 +330,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::compare;
 
     fn reply(cookie: u64, state: u8, info_byte: u8) -> Vec<u8> {
         let mut v = vec![0u8; 72];
@@ -338,15 +357,9 @@ mod tests {
         c.begin_cycle();
         assert_eq!(update(&mut c, &reply(1, 1, 0)), Update::Unchanged);
         c.begin_cycle();
-        assert_eq!(
-            update(&mut c, &reply(1, 1, 9)),
-            Update::Changed(ChangeType::Counts)
-        );
+        assert_eq!(update(&mut c, &reply(1, 1, 9)), Update::Changed);
         c.begin_cycle();
-        assert_eq!(
-            update(&mut c, &reply(1, 4, 9)),
-            Update::Changed(ChangeType::StateChange)
-        );
+        assert_eq!(update(&mut c, &reply(1, 4, 9)), Update::Changed);
     }
 
     #[test]
@@ -417,7 +430,7 @@ mod tests {
                 return Update::Unchanged;
             }
             *payload = bytes.to_vec();
-            Update::Changed(change)
+            Update::Changed
         }
 
         fn end_cycle(&mut self, grace_ms: i64) -> Vec<u64> {
@@ -493,11 +506,27 @@ mod tests {
                     proptest::prop_assert_eq!(closed, model.end_cycle(grace_ms));
                 }
                 proptest::prop_assert_eq!(cache.len(), model.entries.len());
-                let mut live: Vec<(u64, Vec<u8>)> =
-                    cache.iter().map(|(c, e)| (c, e.payload.clone())).collect();
+                // What the cache kept of each socket's last significant
+                // snapshot is what the model's copy gives.
+                let kept = |c: u64, msg: &[u8], fingerprint, counters| {
+                    (c, msg.to_vec(), format!("{fingerprint:?}"), counters)
+                };
+                let mut live: Vec<_> = cache
+                    .iter()
+                    .map(|(c, e)| kept(c, e.msg().as_bytes(), e.fingerprint, e.byte_counters()))
+                    .collect();
                 live.sort();
-                let mut expected: Vec<(u64, Vec<u8>)> =
-                    model.entries.iter().map(|(&c, (p, _))| (c, p.clone())).collect();
+                let mut expected: Vec<_> = model
+                    .entries
+                    .iter()
+                    .map(|(&c, (p, _))| {
+                        let record = DiagRecord::parse(p).unwrap();
+                        let counters = record.attribute(INET_DIAG_INFO).and_then(|info| {
+                            Some((u64_at(info, BYTES_ACKED)?, u64_at(info, BYTES_RECEIVED)?))
+                        });
+                        kept(c, &p[..INET_DIAG_MSG_LEN], Fingerprint::of(&record), counters)
+                    })
+                    .collect();
                 expected.sort();
                 proptest::prop_assert_eq!(live, expected);
                 previous = replies;

@@ -3,7 +3,8 @@
 //! tcp-info, so archives carry the same records).
 
 use inetdiag::tcp_info::{BUSY_TIME, LAST_DATA_SENT, PMTU};
-use inetdiag::{DiagRecord, INET_DIAG_INFO};
+use inetdiag::{DiagRecord, INET_DIAG_INFO, INET_DIAG_MSG_LEN};
+use twox_hash::xxhash3_128;
 
 /// Why a snapshot is (or is not) worth writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,30 +38,47 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
     &info[start.min(len)..end.min(len)]
 }
 
-/// The common case, decided without parsing `previous`: true when the two
-/// replies have the same length and layout and differ only where the
-/// change rule looks away (the `last_*` ages and everything from
-/// `busy_time` on inside tcp_info, and inet_diag_msg's timers and queues).
-/// Every attribute header is compared as bytes, so an equal result implies
-/// an identical attribute layout. False means "ask [`compare`]".
-pub fn unchanged_fast(previous: &[u8], current: &DiagRecord) -> bool {
-    let cur = current.payload();
-    let Some(info) = current.attribute_span(INET_DIAG_INFO) else {
-        return false;
-    };
-    if previous.len() != cur.len() || info.len() < BUSY_TIME {
-        return false;
+/// A 128-bit hash of exactly what [`compare`] looks at in one reply: the
+/// state, every attribute other than `INET_DIAG_INFO` (headers, hence
+/// layout and lengths, included), and the parts of tcp_info before
+/// `last_data_sent` and from `pmtu` up to `busy_time`. Two replies of one
+/// socket with equal fingerprints are no significant change, so the cache
+/// keeps 16 bytes where it kept the whole last reply (~500 bytes), and the
+/// poll reads only the reply it has just received.
+///
+/// Same rule as [`compare`] for replies whose attributes come in the same
+/// order (the kernel's order is fixed); a reordering would count as a
+/// change. Two different inputs collide with probability 2^-128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(u128);
+
+/// Seeds that keep the three hashed parts apart (a part's bytes moved into
+/// another part hash differently).
+const SEED_COUNTS: u64 = 0x636f_756e_7473;
+const SEED_REST: u64 = 0x7265_7374;
+
+impl Fingerprint {
+    /// `None` when the reply has no tcp_info: such a snapshot always
+    /// counts as a change (`ChangeType::NoTcpInfo`).
+    pub fn of(record: &DiagRecord) -> Option<Self> {
+        let payload = record.payload();
+        let info = record.attribute_span(INET_DIAG_INFO)?;
+        let at = |offset: usize| info.start + offset.min(info.len());
+        let before = &payload[INET_DIAG_MSG_LEN..at(LAST_DATA_SENT)];
+        let counts = &payload[at(PMTU)..at(BUSY_TIME)];
+        let rest = &payload[info.end..];
+        let state = u64::from(record.msg().state());
+        Some(Self(
+            xxhash3_128::Hasher::oneshot_with_seed(state, before)
+                ^ xxhash3_128::Hasher::oneshot_with_seed(SEED_COUNTS, counts).rotate_left(43)
+                ^ xxhash3_128::Hasher::oneshot_with_seed(SEED_REST, rest).rotate_left(86),
+        ))
     }
-    const STATE: usize = 1;
-    let attrs = inetdiag::INET_DIAG_MSG_LEN;
-    previous[STATE] == cur[STATE]
-        && previous[attrs..info.start + LAST_DATA_SENT] == cur[attrs..info.start + LAST_DATA_SENT]
-        && previous[info.start + PMTU..info.start + BUSY_TIME]
-            == cur[info.start + PMTU..info.start + BUSY_TIME]
-        && previous[info.end..] == cur[info.end..]
 }
 
-/// Compares a connection's new snapshot with its previous one.
+/// Compares a connection's new snapshot with its previous one: the rule
+/// as M-Lab's tool writes it, and the reference [`Fingerprint`] is tested
+/// against (the agent itself compares fingerprints).
 pub fn compare(previous: &DiagRecord, current: &DiagRecord) -> ChangeType {
     if previous.msg().state() != current.msg().state() {
         return ChangeType::StateChange;
@@ -144,25 +162,31 @@ mod tests {
         )
     }
 
-    /// The full rule, cross-checked against the fast path: whenever the
-    /// fast path says "unchanged", the full rule must agree.
+    fn same(a: &[u8], b: &[u8]) -> bool {
+        let fingerprint = |r: &[u8]| Fingerprint::of(&DiagRecord::parse(r).unwrap());
+        let (a, b) = (fingerprint(a), fingerprint(b));
+        a.is_some() && a == b
+    }
+
+    /// The full rule, cross-checked against the fingerprints: equal
+    /// exactly when the rule says "no significant change".
     fn change(a: &[u8], b: &[u8]) -> ChangeType {
-        let current = DiagRecord::parse(b).unwrap();
-        let full = compare(&DiagRecord::parse(a).unwrap(), &current);
-        if unchanged_fast(a, &current) {
-            assert_eq!(full, ChangeType::NoMajorChange, "fast path disagrees");
-        }
+        let full = compare(
+            &DiagRecord::parse(a).unwrap(),
+            &DiagRecord::parse(b).unwrap(),
+        );
+        assert_eq!(
+            same(a, b),
+            !full.is_significant(),
+            "fingerprints disagree: {full:?}"
+        );
         full
     }
 
     #[test]
-    fn fast_path_sees_through_timers_only() {
+    fn fingerprints_see_through_timers_only() {
         let previous = base(info());
-        let current = base(info());
-        assert!(unchanged_fast(
-            &previous,
-            &DiagRecord::parse(&current).unwrap()
-        ));
+        assert!(same(&previous, &base(info())));
         for (offset, expect) in [
             (LAST_DATA_SENT, true),
             (LAST_ACK_RECV + 3, true),
@@ -173,20 +197,17 @@ mod tests {
             (BUSY_TIME - 1, false),
         ] {
             let current = base(with(info(), offset, 1));
-            let record = DiagRecord::parse(&current).unwrap();
-            assert_eq!(
-                unchanged_fast(&previous, &record),
-                expect,
-                "offset {offset}"
-            );
+            assert_eq!(same(&previous, &current), expect, "offset {offset}");
         }
     }
 
     proptest::proptest! {
-        /// Whatever bytes are flipped, the fast path never calls a
-        /// significant change "unchanged".
+        /// Whatever bytes are flipped (headers included), equal
+        /// fingerprints never hide a significant change; and on an
+        /// unchanged layout they are equal exactly when the rule finds no
+        /// significant change.
         #[test]
-        fn fast_path_never_hides_a_significant_change(
+        fn fingerprints_never_hide_a_significant_change(
             flips in proptest::collection::vec((0usize..400, 1u8..=255), 1..4)
         ) {
             let previous = base(info());
@@ -196,8 +217,17 @@ mod tests {
                 current[at] ^= x;
             }
             if let (Ok(p), Ok(c)) = (DiagRecord::parse(&previous), DiagRecord::parse(&current)) {
-                if unchanged_fast(&previous, &c) {
-                    proptest::prop_assert_eq!(compare(&p, &c), ChangeType::NoMajorChange);
+                let significant = compare(&p, &c).is_significant();
+                if same(&previous, &current) {
+                    proptest::prop_assert!(!significant);
+                }
+                // (The rule skips attribute padding, which the kernel
+                // always zeroes; fingerprints include it.)
+                let headers_kept = previous.len() == current.len()
+                    && [72usize, 92, 328].iter().all(|&h| previous[h..h + 4] == current[h..h + 4])
+                    && previous[338..] == current[338..];
+                if headers_kept {
+                    proptest::prop_assert_eq!(same(&previous, &current), !significant);
                 }
             }
         }

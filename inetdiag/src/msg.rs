@@ -44,6 +44,11 @@ impl<'a> InetDiagMsg<'a> {
         Ok(Self { bytes })
     }
 
+    /// Views 72 bytes kept elsewhere (a copy of an earlier reply's).
+    pub fn new(bytes: &'a [u8; INET_DIAG_MSG_LEN]) -> Self {
+        Self { bytes }
+    }
+
     /// The 72 raw bytes.
     pub fn as_bytes(&self) -> &'a [u8; INET_DIAG_MSG_LEN] {
         self.bytes

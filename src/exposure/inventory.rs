@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ahash::AHashMap;
 use inetdiag::request::DumpRequest;
-use inetdiag::{DiagRecord, DiagSocket, InetDiagMsg};
+use inetdiag::{DiagSocket, InetDiagMsg};
 
 use super::peers::{PeerFilter, PeerSocket};
 use crate::address::{classify, Scope};
@@ -195,13 +195,12 @@ impl InventoryBuilder {
     }
 
     /// One pass over the last snapshot of every socket the poller knows.
-    pub fn build<'a>(&mut self, sockets: impl Iterator<Item = DiagRecord<'a>>) -> TcpInventory {
+    pub fn build<'a>(&mut self, sockets: impl Iterator<Item = InetDiagMsg<'a>>) -> TcpInventory {
         let mut inventory = TcpInventory::default();
         self.listening_ports.fill(0);
         self.others.clear();
         self.by_port.clear();
-        for record in sockets {
-            let msg = record.msg();
+        for msg in sockets {
             if msg.state() == inetdiag::TCP_LISTEN {
                 let port = msg.sport();
                 self.listening_ports[port as usize / 64] |= 1 << (port % 64);
@@ -421,7 +420,7 @@ pub(crate) mod tests {
         ];
         let records: Vec<_> = sockets
             .iter()
-            .map(|b| DiagRecord::parse(b).unwrap())
+            .map(|b| InetDiagMsg::parse(b).unwrap())
             .collect();
         let inv = InventoryBuilder::default().build(records.iter().copied());
         assert_eq!(inv.listeners.len(), 2);
@@ -473,7 +472,7 @@ pub(crate) mod tests {
         ];
         let records: Vec<_> = sockets
             .iter()
-            .map(|b| DiagRecord::parse(b).unwrap())
+            .map(|b| InetDiagMsg::parse(b).unwrap())
             .collect();
         let walk = |builder: &mut InventoryBuilder| builder.build(records.iter().copied());
         let mut builder = InventoryBuilder::default();

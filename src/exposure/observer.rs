@@ -57,7 +57,7 @@ impl PollObserver for InventoryObserver {
         }
         let inventory = self
             .builder
-            .build(cache.iter().filter_map(|(_, entry)| entry.record()));
+            .build(cache.iter().map(|(_, entry)| entry.msg()));
         // Full: the worker is still busy with the previous one; a newer
         // inventory follows shortly.
         let _ = self.inventories.try_send(inventory);

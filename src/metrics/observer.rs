@@ -61,9 +61,9 @@ impl MetricsObserver {
     /// window is complete.
     fn sample_rates(&mut self, cache: &Cache, now: Instant) {
         for (cookie, entry) in cache.iter() {
-            if let Some(record) = entry.record() {
-                if record.msg().state() != inetdiag::TCP_LISTEN {
-                    self.rates.sample(cookie, &record);
+            if let Some(counters) = entry.byte_counters() {
+                if entry.msg().state() != inetdiag::TCP_LISTEN {
+                    self.rates.sample(cookie, counters);
                 }
             }
         }
@@ -84,9 +84,7 @@ impl PollObserver for MetricsObserver {
     }
 
     fn socket_gone(&mut self, cookie: u64, entry: &Entry) {
-        if let Some(record) = entry.record() {
-            self.rates.gone(cookie, &record);
-        }
+        self.rates.gone(cookie, entry.byte_counters());
     }
 
     fn dump_finished(&mut self, dump: &DumpReport) {

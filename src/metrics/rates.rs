@@ -7,18 +7,9 @@
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
-use inetdiag::tcp_info::{u64_at, BYTES_ACKED, BYTES_RECEIVED};
-use inetdiag::{DiagRecord, INET_DIAG_INFO};
 
 /// Rates are observed over windows of (at least) this long.
 pub const WINDOW: Duration = Duration::from_secs(1);
-
-/// `(bytes acked, bytes received)` of a snapshot, when its tcp_info is long
-/// enough to carry them (Linux 4.1+ for acked, 4.1+ for received).
-fn byte_counters(record: &DiagRecord) -> Option<(u64, u64)> {
-    let info = record.attribute(INET_DIAG_INFO)?;
-    Some((u64_at(info, BYTES_ACKED)?, u64_at(info, BYTES_RECEIVED)?))
-}
 
 #[derive(Debug, Default)]
 pub struct RateTracker {
@@ -31,11 +22,9 @@ pub struct RateTracker {
 }
 
 impl RateTracker {
-    /// A connection seen on a walk.
-    pub fn sample(&mut self, cookie: u64, record: &DiagRecord) {
-        let Some(now) = byte_counters(record) else {
-            return;
-        };
+    /// A connection seen on a walk, with its `(bytes acked, bytes
+    /// received)`.
+    pub fn sample(&mut self, cookie: u64, now: (u64, u64)) {
         let primed = self.window_start.is_some();
         match self.last.insert(cookie, now) {
             Some(before) => self.add(before, now),
@@ -46,13 +35,13 @@ impl RateTracker {
         }
     }
 
-    /// A connection closed; `record` is its last snapshot.
-    pub fn gone(&mut self, cookie: u64, record: &DiagRecord) {
+    /// A connection closed; `counters` are its last snapshot's.
+    pub fn gone(&mut self, cookie: u64, counters: Option<(u64, u64)>) {
         let before = self.last.remove(&cookie);
         if self.window_start.is_none() {
             return;
         }
-        if let Some(now) = byte_counters(record) {
+        if let Some(now) = counters {
             self.add(before.unwrap_or((0, 0)), now);
         }
     }
@@ -89,25 +78,8 @@ impl RateTracker {
 mod tests {
     use super::*;
 
-    fn record_bytes(cookie: u64, acked: u64, received: u64) -> Vec<u8> {
-        let mut v = vec![0u8; 72];
-        v[0] = inetdiag::AF_INET;
-        v[1] = inetdiag::TCP_ESTABLISHED;
-        v[44..52].copy_from_slice(&cookie.to_le_bytes());
-        let mut info = vec![0u8; 232];
-        info[BYTES_ACKED..BYTES_ACKED + 8].copy_from_slice(&acked.to_ne_bytes());
-        info[BYTES_RECEIVED..BYTES_RECEIVED + 8].copy_from_slice(&received.to_ne_bytes());
-        v.extend_from_slice(&((info.len() + 4) as u16).to_ne_bytes());
-        v.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
-        v.extend_from_slice(&info);
-        v
-    }
-
     fn sample(t: &mut RateTracker, cookie: u64, acked: u64, received: u64) {
-        t.sample(
-            cookie,
-            &DiagRecord::parse(&record_bytes(cookie, acked, received)).unwrap(),
-        );
+        t.sample(cookie, (acked, received));
     }
 
     #[test]
@@ -122,7 +94,7 @@ mod tests {
         sample(&mut t, 2, 200, 100);
         assert_eq!(t.end_walk(t0 + Duration::from_millis(500)), None);
         // Connection 2 closes having sent 300 more and received 400 more.
-        t.gone(2, &DiagRecord::parse(&record_bytes(2, 500, 500)).unwrap());
+        t.gone(2, Some((500, 500)));
         sample(&mut t, 1, 1_001_000, 500_000);
         let (sent, received) = t.end_walk(t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(sent, 8.0 * (1000 + 200 + 300) as f64);

@@ -657,7 +657,7 @@ impl Poll {
                     true
                 }
             }
-            Update::Changed(_) if !entry.excluded => {
+            Update::Changed if !entry.excluded => {
                 add(&self.stats.changed, 1);
                 self.out.shards[shard]
                     .pending
@@ -665,7 +665,7 @@ impl Poll {
                 add(&self.stats.queued, 1);
                 true
             }
-            Update::Changed(_) | Update::Unchanged => !entry.excluded,
+            Update::Changed | Update::Unchanged => !entry.excluded,
         };
         for o in &mut self.out.observers {
             o.socket_gone(cookie, entry);
@@ -724,7 +724,7 @@ impl Poll {
                 }
                 entry.anonymize = self.out.open(shard, &msg, timestamp_ms);
             }
-            Update::Changed(_) => {
+            Update::Changed => {
                 add(&self.stats.changed, 1);
                 if entry.excluded {
                     return;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The agent's memory per connection: for each N, one run of
+# ../shared/bench/bench-collector.sh with ACTIVE of the connections sending
+# (16 B every 100 ms), printing the agent's peak RSS; then the slope between
+# consecutive N (bytes per connection: what one more connection costs, the
+# process's fixed base cancelled out). Needs root. RSS does not depend much
+# on how busy the machine is, but a poller that falls behind queues more:
+# check the interval column.
+#
+#   scripts/bench/memory.sh [SECONDS] [ACTIVE] [N...]   (default: 20 s; 0.10; 2000 10000 19000)
+#   BIN=path/to/tcp-info (default: a fresh release build); extra agent flags in AGENT_FLAGS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
+SECS=${1:-20}; shift || true
+ACTIVE=${1:-0.10}; shift || true
+NS=("$@"); ((${#NS[@]})) || NS=(2000 10000 19000)
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release --bin tcp-info >&2
+  BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
+fi
+# A fresh work directory per run: the harness takes the command's pid from
+# it, and a stale pid file would point it at a process long gone.
+OUT=$(mktemp -d /tmp/memory-bench.XXXXXX)
+get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
+prev_n='' prev_rss=''
+for n in "${NS[@]}"; do
+  w=$OUT/$n
+  # shellcheck disable=SC2086
+  bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
+    "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 ${AGENT_FLAGS:-} \
+    > "$w.txt" 2>"$w.err"
+  rss=$(get main_rss_peak_kb "$w.txt")
+  slope=''
+  if [[ -n $prev_n ]]; then
+    slope=$(awk -v a="$prev_rss" -v b="$rss" -v m="$prev_n" -v n="$n" 'BEGIN { printf "%.0f", (b - a) * 1024 / (n - m) }')
+  fi
+  printf 'n=%s active=%s rss_kb=%s bytes_per_conn_total=%s slope_bytes_per_conn=%s interval_ms=%s cpu_pct=%s other_cpu_pct=%s\n' \
+    "$n" "$ACTIVE" "$rss" "$(awk -v r="$rss" -v n="$n" 'BEGIN { printf "%.0f", r * 1024 / n }')" "${slope:--}" \
+    "$(get poll_interval_ms "$w.txt")" "$(get cpu_pct "$w.txt")" "$(get other_cpu_pct "$w.txt")"
+  prev_n=$n prev_rss=$rss
+done
+echo "raw results: $OUT" >&2
