@@ -51,6 +51,13 @@ impl Batch {
         self.items.clear();
     }
 
+    /// Gives back memory beyond `bytes` of payload room (and items in
+    /// proportion, ~500 bytes each).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        self.bytes.shrink_to(bytes);
+        self.items.shrink_to(bytes / 512);
+    }
+
     pub fn open(&mut self, cookie: u64, timestamp_ms: i64, anonymize: AnonymizeMask) {
         self.items.push(Item {
             cookie,
