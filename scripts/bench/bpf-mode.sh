@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The in-kernel change detection (-poll.mode=bpf) side by side with the
-# complete dump (-poll.mode=dump): for each N and each mode, one run of
-# ../shared/bench/bench-collector.sh with ACTIVE of the connections sending
-# (16 B every 100 ms), printing CPU (user/sys), CPU per poll, the achieved
-# interval, peak RSS, the snapshots each mode queued for the archive, and in
-# bpf mode how many polls read only the changed sockets, how many were
-# complete dumps and how many sockets the iterator reported. Needs root.
-# Measures CPU: run it on a quiet machine.
+# The agent against the kernel's own cost of its dump: for each N, one run of
+# ../shared/bench/bench-collector.sh for the cadence floor (dump-floor.py
+# --combined: tcp-info's one dump every 10 ms, replies read, not parsed),
+# then one per agent mode (-poll.mode=dump and bpf), with ACTIVE of the
+# connections sending (16 B every 100 ms). Prints, per mode: CPU (user/sys),
+# CPU and kernel time per poll, both as ratios to the floor's, the achieved
+# interval against the issue's bound max(10 ms, 1.1 x the floor's dump
+# time), peak RSS, the snapshots queued for the archive, and in bpf mode how
+# many polls read only the changed sockets, how many were complete dumps and
+# how many sockets the iterator reported. Needs root. Measures CPU: run it on
+# a quiet machine.
 #
 #   scripts/bench/bpf-mode.sh [SECONDS] [ACTIVE] [N...]   (default: 20 s; 0.10; 1000 5000 10000)
-#   FULL_INTERVAL=1s (default) sets -poll.full-interval for the bpf runs.
+#   MODES="dump bpf" (default) picks the agent modes; FULL_INTERVAL=1s (default)
+#   sets -poll.full-interval for the bpf runs; FLOOR=0 skips the floor.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
@@ -17,13 +21,32 @@ SECS=${1:-20}; shift || true
 ACTIVE=${1:-0.10}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
 FULL_INTERVAL=${FULL_INTERVAL:-1s}
-cargo build --release --bin tcp-info >&2
-BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
+read -r -a MODE_LIST <<<"${MODES:-dump bpf}"
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release --bin tcp-info >&2
+  BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
+fi
 OUT=$(mktemp -d /tmp/bpf-mode-bench.XXXXXX)
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
 final() { sed -n "s/.*final stats:.* $1=\([0-9]*\).*/\1/p" "$2" | tail -1; }
+per_poll() { awk -v s="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.3f", s * 1000 / p }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else printf "-" }'; }
 for n in "${NS[@]}"; do
-  for mode in dump bpf; do
+  floor_cpu='' floor_sys='' floor_dump=''
+  if [[ ${FLOOR:-1} != 0 ]]; then
+    w=$OUT/floor-$n
+    bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" "$n" "$SECS" -- python3 scripts/bench/dump-floor.py --combined \
+      > "$w.txt" 2>"$w.err"
+    line=$(grep -h "dump-floor: polls=" "$w/command.log" | tail -1)
+    polls=$(sed -n 's/.*polls=\([0-9]*\).*/\1/p' <<<"$line")
+    floor_dump=$(sed -n 's/.*mean_dump=\([0-9.]*\)ms.*/\1/p' <<<"$line")
+    floor_cpu=$(per_poll "$(get cpu_total_s "$w.txt")" "$polls")
+    floor_sys=$(per_poll "$(get cpu_sys_s "$w.txt")" "$polls")
+    printf 'n=%s active=%s floor cpu_ms_per_poll=%s sys_ms_per_poll=%s dump_ms=%s interval_bound_ms=%s polls=%s other_cpu_pct=%s\n' \
+      "$n" "$ACTIVE" "$floor_cpu" "$floor_sys" "$floor_dump" \
+      "$(awk -v d="$floor_dump" 'BEGIN { b = 1.1 * d; printf "%.2f", b > 10 ? b : 10 }')" "$polls" "$(get other_cpu_pct "$w.txt")"
+  fi
+  for mode in "${MODE_LIST[@]}"; do
     w=$OUT/$mode-$n
     bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
       "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 \
@@ -32,10 +55,11 @@ for n in "${NS[@]}"; do
     log=$w/command.log
     polls=$(final polls "$log")
     grep -h "poll mode bpf" "$log" >&2 || true
-    printf 'n=%s active=%s mode=%s cpu_pct=%s (user %s s, sys %s s) steady=%s sys_ms_per_poll=%s interval_ms=%s rss_kb=%s polls=%s queued=%s change_polls=%s full_dumps=%s change_reported=%s other_cpu_pct=%s\n' \
+    cpu=$(per_poll "$(get cpu_total_s "$w.txt")" "$polls")
+    sys=$(per_poll "$(get cpu_sys_s "$w.txt")" "$polls")
+    printf 'n=%s active=%s mode=%s cpu_pct=%s (user %s s, sys %s s) cpu_ms_per_poll=%s (x%s floor) sys_ms_per_poll=%s (x%s floor) interval_ms=%s rss_kb=%s polls=%s queued=%s change_polls=%s full_dumps=%s change_reported=%s other_cpu_pct=%s\n' \
       "$n" "$ACTIVE" "$mode" "$(get cpu_pct "$w.txt")" "$(get cpu_user_s "$w.txt")" "$(get cpu_sys_s "$w.txt")" \
-      "$(get steady_cpu_pct "$w.txt")" \
-      "$(awk -v s="$(get cpu_sys_s "$w.txt")" -v p="$polls" 'BEGIN { if (p > 0) printf "%.3f", s * 1000 / p }')" \
+      "$cpu" "$(ratio "$cpu" "$floor_cpu")" "$sys" "$(ratio "$sys" "$floor_sys")" \
       "$(get poll_interval_ms "$w.txt")" "$(get main_rss_peak_kb "$w.txt")" "$polls" "$(final queued "$log")" \
       "$(final change_polls "$log")" "$(final full_dumps "$log")" "$(final change_reported "$log")" "$(get other_cpu_pct "$w.txt")"
   done

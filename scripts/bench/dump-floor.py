@@ -67,6 +67,7 @@ def dump(family, seq):
 
 seq = 1
 polls = 0
+dumping = 0.0
 start = time.monotonic()
 nxt = start
 while running:
@@ -77,12 +78,15 @@ while running:
     nxt += interval
     if nxt < now:
         nxt = now
+    began = time.monotonic()
     if combined:
         dump(None, seq)
     else:
         dump(socket.AF_INET6, seq)
         dump(socket.AF_INET, seq + 1)
+    dumping += time.monotonic() - began
     seq += 2
     polls += 1
 elapsed = time.monotonic() - start
-print("dump-floor: polls=%d mean_interval=%.2fms" % (polls, 1000 * elapsed / max(polls, 1)), file=sys.stderr)
+print("dump-floor: polls=%d mean_interval=%.2fms mean_dump=%.3fms"
+      % (polls, 1000 * elapsed / max(polls, 1), 1000 * dumping / max(polls, 1)), file=sys.stderr)

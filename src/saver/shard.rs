@@ -139,7 +139,10 @@ impl Retry {
 
 /// A connection's current segment: its file and the lines not yet in it.
 struct ConnectionFile {
-    uuid: String,
+    /// The socket cookie; the UUID (`<prefix>_<cookie>`) is made from it
+    /// when needed (a file's creation, its metadata line, a log line)
+    /// rather than kept per connection.
+    cookie: u64,
     start_ms: i64,
     sequence: u32,
     /// A snapshot at or after this time starts the next segment.
@@ -286,7 +289,7 @@ impl ShardWriter {
     fn open(&mut self, cookie: u64, start_ms: i64, anonymize: AnonymizeMask, now: Instant) {
         let start = Timestamp::from_unix_millis(start_ms);
         let mut conn = ConnectionFile {
-            uuid: uuid(&self.config.uuid_prefix, cookie),
+            cookie,
             start_ms,
             sequence: self.limits.previous.first_sequence(cookie, start_ms),
             rotate_at_ms: start_ms.saturating_add(self.rotation_ms()),
@@ -320,7 +323,7 @@ impl ShardWriter {
     /// never exists without a complete frame holding that line.
     fn begin_segment(&mut self, conn: &mut ConnectionFile) {
         debug_assert!(conn.pending.is_empty());
-        let metadata = metadata(conn);
+        let metadata = metadata(&self.config.uuid_prefix, conn);
         archive::write_metadata_line(&mut conn.pending, &metadata);
         conn.header_len = conn.pending.len();
         self.pending_bytes += conn.header_len;
@@ -330,7 +333,7 @@ impl ShardWriter {
     /// was taken): its metadata line says the new number.
     fn rewrite_header(&mut self, conn: &mut ConnectionFile) {
         let mut line = Vec::new();
-        archive::write_metadata_line(&mut line, &metadata(conn));
+        archive::write_metadata_line(&mut line, &metadata(&self.config.uuid_prefix, conn));
         self.pending_bytes = self.pending_bytes - conn.header_len + line.len();
         conn.pending.splice(..conn.header_len, line.iter().copied());
         conn.header_len = line.len();
@@ -340,14 +343,13 @@ impl ShardWriter {
     /// cannot be created now.
     fn create_file(&mut self, conn: &mut ConnectionFile, now: Instant) -> bool {
         let asked = conn.sequence;
-        let created = self
-            .tree
-            .create_segment(conn.date, &conn.uuid, &mut conn.sequence);
+        let id = uuid(&self.config.uuid_prefix, conn.cookie);
+        let created = self.tree.create_segment(conn.date, &id, &mut conn.sequence);
         if conn.sequence != asked {
             warn_limited!(
                 NEXT_SEQUENCE,
                 "{}: segment .{asked:05} already exists (a previous run, or planted); continuing at .{:05}",
-                conn.uuid,
+                id,
                 conn.sequence
             );
             self.rewrite_header(conn);
@@ -360,7 +362,7 @@ impl ShardWriter {
             }
             Err(e) => {
                 add(&self.stats.open_errors, 1);
-                warn_limited!(OPEN_ERRORS, "cannot create {}: {e}; will retry", conn.uuid);
+                warn_limited!(OPEN_ERRORS, "cannot create {id}: {e}; will retry");
                 match e {
                     CreateError::Reserve(_) => conn.retry.wait(now, self.config.flush_interval),
                     CreateError::Io { .. } => conn.retry.failed(now, self.config.flush_interval),
@@ -585,7 +587,11 @@ impl ShardWriter {
             }
             Err(e) => {
                 add(&self.stats.write_errors, 1);
-                warn_limited!(WRITE_ERRORS, "cannot write {}: {e}; will retry", conn.uuid);
+                warn_limited!(
+                    WRITE_ERRORS,
+                    "cannot write {}: {e}; will retry",
+                    uuid(&self.config.uuid_prefix, conn.cookie)
+                );
                 conn.retry.failed(now, self.config.flush_interval);
                 false
             }
@@ -603,14 +609,18 @@ impl ShardWriter {
             if let Err(e) = file.cut_back() {
                 log!(
                     "{}: cannot cut {} back to its last complete frame: {e}",
-                    conn.uuid,
+                    uuid(&self.config.uuid_prefix, conn.cookie),
                     file.name
                 );
             }
         }
         if file.committed() == 0 {
             if let Err(e) = self.tree.remove(conn.date, &file) {
-                log_warn!("{}: cannot remove the empty {}: {e}", conn.uuid, file.name);
+                log_warn!(
+                    "{}: cannot remove the empty {}: {e}",
+                    uuid(&self.config.uuid_prefix, conn.cookie),
+                    file.name
+                );
             }
         }
     }
@@ -624,7 +634,11 @@ impl ShardWriter {
     /// Drops (and counts) the connection's lines, then retires it.
     fn give_up(&mut self, mut conn: ConnectionFile, why: &str) {
         let (snapshots, _) = self.drop_pending(&mut conn);
-        warn_limited!(DROPS, "{}: dropped {snapshots} snapshots: {why}", conn.uuid);
+        warn_limited!(
+            DROPS,
+            "{}: dropped {snapshots} snapshots: {why}",
+            uuid(&self.config.uuid_prefix, conn.cookie)
+        );
         self.retire(conn);
     }
 
@@ -740,9 +754,9 @@ impl ShardWriter {
 }
 
 /// The segment's metadata record.
-fn metadata(conn: &ConnectionFile) -> Metadata {
+fn metadata(prefix: &str, conn: &ConnectionFile) -> Metadata {
     Metadata {
-        uuid: conn.uuid.clone(),
+        uuid: uuid(prefix, conn.cookie),
         sequence: u64::from(conn.sequence),
         start_time: Timestamp::from_unix_millis(conn.start_ms),
     }
@@ -813,7 +827,10 @@ mod tests {
     fn a_burst_grows_geometrically_and_a_quiet_one_takes_a_line_not_the_last_burst() {
         let (burst, allocations) = fill(8000, 1000, 800);
         assert_eq!(burst.len(), 800_000);
-        assert!(allocations < 20, "{allocations} allocations for 1,000 lines");
+        assert!(
+            allocations < 20,
+            "{allocations} allocations for 1,000 lines"
+        );
         let (quiet, _) = fill(burst.len() as u32, 1, 800);
         assert_eq!(quiet.capacity(), MAX_ROOM_FROM_LAST_FLUSH + LINE_ROOM);
     }
