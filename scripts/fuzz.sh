@@ -75,6 +75,15 @@ build() {
 
 afl_env() {
     export AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_AUTORESUME=1
+    # A campaign started in a session of its own (setsid) gets a scheduler
+    # autogroup of its own, against which `nice` does nothing: the
+    # campaign would take its share of the cores from builds and
+    # benchmarks in other sessions. The autogroup takes its niceness.
+    local niceness
+    niceness=$(nice)
+    if ((niceness > 0)) && [[ -w /proc/self/autogroup ]]; then
+        echo "$niceness" >/proc/self/autogroup 2>/dev/null || true
+    fi
     # Other fuzzers or builds may hold the cores: do not bind to one.
     export AFL_NO_AFFINITY=1
     # A core_pattern that pipes to a program slows crash detection; AFL

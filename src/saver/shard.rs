@@ -175,6 +175,9 @@ struct ConnectionFile {
     give_up_at: Option<Instant>,
     /// Poll and time of the connection's previous line, for poll gaps.
     last_line: Option<(u64, i64)>,
+    /// The same for its last line in the file: when the budget drops the
+    /// lines after it, the next line's gap is measured from there.
+    written_line: Option<(u64, i64)>,
 }
 
 /// A connection whose pending lines the budget may drop.
@@ -305,6 +308,7 @@ impl ShardWriter {
             retry: Retry::default(),
             give_up_at: None,
             last_line: None,
+            written_line: None,
         };
         self.begin_segment(&mut conn);
         if let Some(previous) = self.connections.insert(cookie, conn) {
@@ -578,6 +582,7 @@ impl ShardWriter {
                 add(&self.stats.written, conn.pending_snapshots);
                 self.pending_bytes -= conn.pending.len();
                 conn.flushed_len = u32::try_from(conn.pending.len()).unwrap_or(u32::MAX);
+                conn.written_line = conn.last_line;
                 // Idle connections hold no buffer between flushes.
                 conn.pending = Vec::new();
                 conn.header_len = 0;
@@ -784,6 +789,7 @@ fn make_room(flushed_len: u32, pending: &mut Vec<u8>) {
 /// bytes)` dropped (the caller counts them).
 fn shed(conn: &mut ConnectionFile) -> (u64, usize) {
     let snapshots = std::mem::take(&mut conn.pending_snapshots);
+    conn.last_line = conn.written_line;
     let bytes = conn.pending.len() - conn.header_len;
     if conn.header_len == 0 {
         conn.pending = Vec::new();

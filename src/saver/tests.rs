@@ -718,3 +718,59 @@ fn with_poll_gaps_each_line_after_the_first_says_how_many_polls_and_ms_passed() 
     without.as_object_mut().unwrap().remove("PollGap");
     assert_eq!(without.as_object().unwrap().len(), 3);
 }
+
+#[test]
+fn a_poll_gap_after_dropped_lines_is_measured_from_the_last_line_in_the_file() {
+    const A: u64 = 0xa;
+    const B: u64 = 0xb;
+    let at_poll = |poll: u64, fill: &dyn Fn(&mut Batch)| {
+        let mut batch = Batch {
+            poll,
+            ..Batch::default()
+        };
+        fill(&mut batch);
+        batch
+    };
+    let payload = payload();
+    let (header, line) = {
+        let mut probe = shard();
+        probe.open_of(A, T0 + 100);
+        let first = probe.limits.pending.used();
+        probe.snapshot_of(A, T0 + 200);
+        let line = probe.limits.pending.used() - first;
+        (first - line, line)
+    };
+    let mut shard = shard_configured(header + 2 * line - 1, Descriptors::new(), true);
+    shard.apply(&at_poll(1, &|b| {
+        b.open(A, T0, 0);
+        b.snapshot(A, T0, &payload);
+    }));
+    shard.flush_all();
+    // A's line of poll 2 is dropped: B's first lines take the budget.
+    shard.apply(&at_poll(2, &|b| b.snapshot(A, T0 + 10, &payload)));
+    shard.apply(&at_poll(3, &|b| {
+        b.open(B, T0 + 20, 0);
+        b.snapshot(B, T0 + 20, &payload);
+    }));
+    assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+    shard.apply(&at_poll(4, &|b| {
+        b.snapshot(A, T0 + 30, &payload);
+        b.close(A, T0 + 30);
+        b.close(B, T0 + 30);
+    }));
+    shard.writer.finish();
+
+    let files = shard.files();
+    let a = &files
+        .iter()
+        .find(|(name, _)| name.contains("_000000000000000A."))
+        .unwrap()
+        .1;
+    assert_eq!(a.len(), 3, "metadata, poll 1, poll 4");
+    assert_eq!(
+        a[2]["PollGap"],
+        serde_json::json!({"Polls": 3, "Milliseconds": 30}),
+        "from poll 1, the last line written, not from the dropped one"
+    );
+    shard.assert_accounted(4);
+}
