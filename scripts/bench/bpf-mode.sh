@@ -44,7 +44,7 @@ for n in "${NS[@]}"; do
     floor_sys=$(per_poll "$(get cpu_sys_s "$w.txt")" "$polls")
     printf 'n=%s active=%s floor cpu_ms_per_poll=%s sys_ms_per_poll=%s dump_ms=%s interval_bound_ms=%s polls=%s other_cpu_pct=%s\n' \
       "$n" "$ACTIVE" "$floor_cpu" "$floor_sys" "$floor_dump" \
-      "$(awk -v d="$floor_dump" 'BEGIN { b = 1.1 * d; printf "%.2f", b > 10 ? b : 10 }')" "$polls" "$(get other_cpu_pct "$w.txt")"
+      "$(awk -v d="$floor_dump" 'BEGIN { b = 1.1 * d; if (b < 10) b = 10; printf "%.2f", b }')" "$polls" "$(get other_cpu_pct "$w.txt")"
   fi
   for mode in "${MODE_LIST[@]}"; do
     w=$OUT/$mode-$n

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The agent's memory per connection: for each N, one run of
 # ../shared/bench/bench-collector.sh with ACTIVE of the connections sending
-# (16 B every 100 ms), printing the agent's peak RSS; then the slope between
-# consecutive N (bytes per connection: what one more connection costs, the
-# process's fixed base cancelled out). Needs root. RSS does not depend much
+# (16 B every 100 ms), printing the agent's peak RSS (of samples taken once a second) and its steady RSS (the
+# median of the samples of the run's second half: the peak includes the
+# start-up transient, every connection opening at once); then the slope of
+# the steady RSS between consecutive N (bytes per connection: what one more
+# connection costs, the process's fixed base cancelled out). Needs root. RSS does not depend much
 # on how busy the machine is, but a poller that falls behind queues more:
 # check the interval column.
 #
@@ -23,20 +25,23 @@ fi
 # it, and a stale pid file would point it at a process long gone.
 OUT=$(mktemp -d /tmp/memory-bench.XXXXXX)
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
+SAMPLER=$PWD/scripts/bench/rss-sampler.sh
 prev_n='' prev_rss=''
 for n in "${NS[@]}"; do
   w=$OUT/$n
   # shellcheck disable=SC2086
-  bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
-    "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 ${AGENT_FLAGS:-} \
+  RSS_SAMPLES=$w.rss bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
+    "$SAMPLER" "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 ${AGENT_FLAGS:-} \
     > "$w.txt" 2>"$w.err"
-  rss=$(get main_rss_peak_kb "$w.txt")
+  peak=$(sort -n "$w.rss" | tail -1)
+  samples=$(wc -l <"$w.rss")
+  rss=$(tail -n $((samples - samples / 2)) "$w.rss" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   slope=''
   if [[ -n $prev_n ]]; then
     slope=$(awk -v a="$prev_rss" -v b="$rss" -v m="$prev_n" -v n="$n" 'BEGIN { printf "%.0f", (b - a) * 1024 / (n - m) }')
   fi
-  printf 'n=%s active=%s rss_kb=%s bytes_per_conn_total=%s slope_bytes_per_conn=%s interval_ms=%s cpu_pct=%s other_cpu_pct=%s\n' \
-    "$n" "$ACTIVE" "$rss" "$(awk -v r="$rss" -v n="$n" 'BEGIN { printf "%.0f", r * 1024 / n }')" "${slope:--}" \
+  printf 'n=%s active=%s peak_rss_kb=%s steady_rss_kb=%s bytes_per_conn_total=%s slope_bytes_per_conn=%s interval_ms=%s cpu_pct=%s other_cpu_pct=%s\n' \
+    "$n" "$ACTIVE" "$peak" "$rss" "$(awk -v r="$rss" -v n="$n" 'BEGIN { printf "%.0f", r * 1024 / n }')" "${slope:--}" \
     "$(get poll_interval_ms "$w.txt")" "$(get cpu_pct "$w.txt")" "$(get other_cpu_pct "$w.txt")"
   prev_n=$n prev_rss=$rss
 done
