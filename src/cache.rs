@@ -82,7 +82,8 @@ struct Slot {
     /// (`cycle & 1`): the previous cycle's is read while this one's is
     /// written.
     position: [u32; 2],
-    /// False once the socket is gone; the slot waits in the free list for the next new socket.
+    /// False once the socket is gone; the slot waits in the free list for
+    /// the next new socket.
     live: bool,
     entry: Entry,
 }
@@ -94,8 +95,9 @@ struct Slot {
 /// sequence. The hash index (a random access, and a cache miss every time:
 /// the kernel's walk evicts it between polls) is only consulted when the
 /// guess is wrong — a new socket, or one that moved or vanished. (A
-/// software prefetch of the next slots' payloads, when slots kept whole replies, was tried and measured no
-/// gain: the walk is sequential enough for the hardware prefetcher.)
+/// software prefetch of the next slots' payloads, when slots kept whole
+/// replies, was tried and measured no gain: the walk is sequential enough
+/// for the hardware prefetcher.)
 #[derive(Debug, Default)]
 pub struct Cache {
     slots: Vec<Slot>,

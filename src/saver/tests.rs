@@ -606,21 +606,23 @@ fn a_symlink_planted_at_a_date_directory_is_never_followed() {
     shard.assert_accounted(1);
 }
 
+/// The sizes of a metadata line and of a snapshot line in a pending buffer
+/// (all the times the tests use are as long when written: .1Z, .2Z, …).
+fn line_sizes() -> (usize, usize) {
+    let mut probe = shard();
+    probe.open_of(0xa, T0 + 100);
+    let first = probe.limits.pending.used();
+    probe.snapshot_of(0xa, T0 + 200);
+    let line = probe.limits.pending.used() - first;
+    (first - line, line)
+}
+
 #[test]
 fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
     const A: u64 = 0xa;
     const B: u64 = 0xb;
     const C: u64 = 0xc;
-    // The sizes of a metadata line and of a snapshot line (all the times
-    // below are as long when written: .1Z, .2Z, …).
-    let (header, line) = {
-        let mut probe = shard();
-        probe.open_of(A, T0 + 100);
-        let first = probe.limits.pending.used();
-        probe.snapshot_of(A, T0 + 200);
-        let line = probe.limits.pending.used() - first;
-        (first - line, line)
-    };
+    let (header, line) = line_sizes();
     assert!(header < line * 5 / 2, "{header} {line}");
     // Room for three connections and four lines, and half a line more.
     let mut shard = shard_with(3 * header + 4 * line + line / 2, Descriptors::new());
@@ -732,14 +734,7 @@ fn a_poll_gap_after_dropped_lines_is_measured_from_the_last_line_in_the_file() {
         batch
     };
     let payload = payload();
-    let (header, line) = {
-        let mut probe = shard();
-        probe.open_of(A, T0 + 100);
-        let first = probe.limits.pending.used();
-        probe.snapshot_of(A, T0 + 200);
-        let line = probe.limits.pending.used() - first;
-        (first - line, line)
-    };
+    let (header, line) = line_sizes();
     let mut shard = shard_configured(header + 2 * line - 1, Descriptors::new(), true);
     shard.apply(&at_poll(1, &|b| {
         b.open(A, T0, 0);
