@@ -81,10 +81,11 @@ afl_env() {
     # autogroup of its own, against which `nice` does nothing: the
     # campaign would take its share of the cores from builds and
     # benchmarks in other sessions. The autogroup takes its niceness.
+    # Only a session of its own: the autogroup is the whole session's.
     local niceness
     niceness=$(nice)
-    if ((niceness > 0)) && [[ -w /proc/self/autogroup ]]; then
-        echo "$niceness" >/proc/self/autogroup 2>/dev/null || true
+    if ((niceness > 0)) && [[ $(ps -o sid= -p $$ | tr -d ' ') == "$$" ]]; then
+        { echo "$niceness" >/proc/self/autogroup; } 2>/dev/null || true
     fi
     # Other fuzzers or builds may hold the cores: do not bind to one.
     export AFL_NO_AFFINITY=1

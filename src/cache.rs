@@ -9,7 +9,7 @@ use crate::compare::Fingerprint;
 use crate::exclusion::AnonymizeMask;
 
 /// What the cache keeps per socket: of its last archived reply, only what
-/// the change rule and the cache's readers need (~130 bytes in place, no
+/// the change rule and the cache's readers need (~144 bytes in place, no
 /// allocation), not the reply itself.
 #[derive(Debug)]
 pub struct Entry {

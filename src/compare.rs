@@ -38,17 +38,19 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
     &info[start.min(len)..end.min(len)]
 }
 
-/// A 128-bit hash of exactly what [`compare`] looks at in one reply: the
+/// A 128-bit hash of what [`compare`] looks at in one reply: the
 /// state, every attribute other than `INET_DIAG_INFO` (headers, hence
 /// layout and lengths, included), and the parts of tcp_info before
 /// `last_data_sent` and from `pmtu` up to `busy_time`. Two replies of one
 /// socket with equal fingerprints are no significant change, so the cache
-/// keeps 16 bytes where it kept the whole last reply (~500 bytes), and the
+/// keeps 32 bytes where it kept the whole last reply (~500 bytes), and the
 /// poll reads only the reply it has just received.
 ///
 /// Same rule as [`compare`] for replies whose attributes come in the same
 /// order (the kernel's order is fixed); a reordering would count as a
-/// change. Two different inputs collide with probability 2^-128.
+/// change. It also covers bytes the rule skips — attribute padding, a
+/// repeated attribute, kinds beyond the parser's mask — which the kernel
+/// zeroes or never sends, so for its replies the two agree. Two different inputs collide with probability 2^-128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u128);
 

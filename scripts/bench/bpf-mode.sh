@@ -37,7 +37,8 @@ for n in "${NS[@]}"; do
     w=$OUT/floor-$n
     bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" "$n" "$SECS" -- python3 scripts/bench/dump-floor.py --combined \
       > "$w.txt" 2>"$w.err"
-    line=$(grep -h "dump-floor: polls=" "$w/command.log" | tail -1)
+    line=$(grep -h "dump-floor: polls=" "$w/command.log" | tail -1 || true)
+    [[ -n $line ]] || echo "bpf-mode.sh: the floor run at $n printed no figures: see $w.err" >&2
     polls=$(sed -n 's/.*polls=\([0-9]*\).*/\1/p' <<<"$line")
     floor_dump=$(sed -n 's/.*mean_dump=\([0-9.]*\)ms.*/\1/p' <<<"$line")
     floor_cpu=$(per_poll "$(get cpu_total_s "$w.txt")" "$polls")

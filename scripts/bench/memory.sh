@@ -34,6 +34,7 @@ for n in "${NS[@]}"; do
     "$SAMPLER" "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 ${AGENT_FLAGS:-} \
     > "$w.txt" 2>"$w.err"
   peak=$(sort -n "$w.rss" | tail -1)
+  [[ -s $w.rss ]] || { echo "memory.sh: no RSS samples for $n: see $w.err" >&2; continue; }
   samples=$(wc -l <"$w.rss")
   rss=$(tail -n $((samples - samples / 2)) "$w.rss" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   slope=''

@@ -3,13 +3,14 @@
 # $RSS_SAMPLES, one line per sample: the peak a run reaches (the harness
 # reports it) includes the start-up transient — every connection opening,
 # and a file created for each, in the first second — while the samples show
-# the steady state. SIGTERM is passed on to COMMAND.
+# the steady state. SIGTERM is passed on to COMMAND. (The harness's own
+# main_rss_* figures are then this wrapper's: read the samples.)
 #
 #   RSS_SAMPLES=/tmp/rss.txt rss-sampler.sh COMMAND [ARGS...]
+: >"${RSS_SAMPLES:?set RSS_SAMPLES to the file for the samples}" || exit 1
 "$@" &
 pid=$!
 trap 'kill -TERM $pid' TERM
-: >"${RSS_SAMPLES:?}"
 while kill -0 "$pid" 2>/dev/null; do
   awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" >>"$RSS_SAMPLES" 2>/dev/null
   sleep 1 & wait $!

@@ -55,8 +55,10 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 const LINE_ROOM: usize = 1024;
 
 /// At most this much of a connection's last flush is reserved at once for
-/// the next one.
-const MAX_ROOM_FROM_LAST_FLUSH: usize = 64 * 1024;
+/// the next one (a second of lines of a connection that changes at every
+/// poll is ~80 KB: more than that grows as it comes, since the memory
+/// budget counts the lines, not the room).
+const MAX_ROOM_FROM_LAST_FLUSH: usize = 16 * 1024;
 /// A failed creation or write is retried after one flush interval, then
 /// two, four, …, at most this many intervals apart (16 s by default): a
 /// full disk costs a few system calls per connection per minute, not one
@@ -854,7 +856,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_grows_geometrically_and_a_quiet_one_takes_a_line_not_the_last_burst() {
+    fn a_burst_grows_geometrically_and_the_next_buffer_starts_no_larger_than_the_cap() {
         let (burst, allocations) = fill(8000, 1000, 800);
         assert_eq!(burst.len(), 800_000);
         assert!(
