@@ -13,8 +13,9 @@
 //! it, within its interval): the `INET_DIAG_SOCKOPT` flags (IP_RECVERR,
 //! IP_FREEBIND, IP_TRANSPARENT, … set on an idle socket), `INET_DIAG_ULP_INFO`
 //! (kTLS/MPTCP state), `INET_DIAG_MD5SIG` keys, the cgroup and net_cls class
-//! ids, and the `tcpi_options`/window-scale and ECN flag bits when they change
-//! without any packet, counter, timer or memory field moving with them. A
+//! ids, and the `tcpi_options`/window-scale/ECN, `delivery_rate_app_limited`
+//! and `fastopen_client_fail` bits when they change without any packet,
+//! counter, timer or memory field moving with them. A
 //! hash collision (2⁻⁶⁴ per change) would hide a change the same way.
 //! Sockets fetched by tuple that the kernel's lookup cannot single out
 //! (several `SO_REUSEPORT` listeners on one tuple: another one's cookie
