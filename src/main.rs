@@ -343,9 +343,9 @@ fn start_poller(
             match BpfChanges::open(inetdiag::ARCHIVE_STATES, inetdiag::ARCHIVE_EXTENSIONS) {
                 Ok(changes) => {
                     log!(
-                    "poll mode bpf: a BPF iterator reports the changed sockets, a complete dump every {:?}",
-                    config.full_interval
-                );
+                        "poll mode bpf: a BPF iterator reports the changed sockets, a complete dump every {:?}",
+                        config.full_interval
+                    );
                     poller.with_changes(Box::new(changes), config.full_interval)
                 }
                 Err(e) => {

@@ -91,6 +91,8 @@ pub enum Unavailable {
     Attach(#[source] libbpf_rs::Error),
     #[error("the iter/tcp iterator cannot be read: {0}")]
     FirstScan(#[source] std::io::Error),
+    #[error("no sock_diag socket for the fetches: {0}")]
+    Socket(#[source] Error),
 }
 
 /// The loaded iterator.
@@ -161,10 +163,7 @@ impl BpfChanges {
     /// fetched with `extensions`.
     pub fn open(states: u32, extensions: u8) -> Result<Self, Unavailable> {
         let scanner = Scanner::open()?;
-        let socket = DiagSocket::new().map_err(|e| match e {
-            Error::Io(io) => Unavailable::FirstScan(io),
-            other => Unavailable::FirstScan(std::io::Error::other(other.to_string())),
-        })?;
+        let socket = DiagSocket::new().map_err(Unavailable::Socket)?;
         Ok(BpfChanges {
             scanner,
             socket,
@@ -181,27 +180,19 @@ impl ChangeSource for BpfChanges {
         let states = self.states;
         let ids = &mut self.ids;
         let reported = self.scanner.scan(|changed| {
-            if states & (1 << changed.state) != 0 {
+            if inetdiag::state_in(states, changed.state) {
                 ids.push(changed.id);
             }
         })?;
-        // The kernel's exact lookup ignores the state mask: a socket that
-        // moved on to a state the dumps leave out (TIME_WAIT) since the
-        // scan is left out here too.
-        let mut filtered = 0;
-        let fetched = self.socket.fetch(
-            &self.ids,
-            states,
-            self.extensions,
-            |payload| match payload.get(1) {
-                Some(&state) if states & (1 << state) != 0 => on_record(payload),
-                _ => filtered += 1,
-            },
-        )?;
+        // A socket that moved on to a state the dumps leave out (TIME_WAIT)
+        // since the scan is counted as gone by the fetch.
+        let fetched = self
+            .socket
+            .fetch(&self.ids, states, self.extensions, on_record)?;
         Ok(ChangeStats {
             reported,
-            records: fetched.records - filtered,
-            gone: fetched.gone + filtered,
+            records: fetched.records,
+            gone: fetched.gone,
         })
     }
 

@@ -41,6 +41,13 @@ pub const ALL_STATES: u32 = 0xfff;
 pub const ARCHIVE_STATES: u32 =
     ALL_STATES & !((1 << TCP_SYN_RECV) | (1 << TCP_TIME_WAIT) | (1 << TCP_CLOSE));
 
+/// Whether TCP state `state` is in the state mask `states` (bit =
+/// 1 << TCP_*); a state past the mask's 32 bits is in none.
+pub fn state_in(states: u32, state: u8) -> bool {
+    1u32.checked_shl(u32::from(state))
+        .is_some_and(|bit| states & bit != 0)
+}
+
 /// The `idiag_ext` bit that asks for attribute `attr`: the kernel numbers the
 /// bits from `INET_DIAG_MEMINFO` = bit 0 (`linux/inet_diag.h`).
 pub const fn ext_bit(attr: u16) -> u8 {
@@ -81,6 +88,14 @@ pub fn state_name(state: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_is_in_a_mask_by_its_bit_and_no_state_past_32_bits_is() {
+        assert!(state_in(ARCHIVE_STATES, TCP_ESTABLISHED));
+        assert!(!state_in(ARCHIVE_STATES, TCP_TIME_WAIT));
+        assert!(!state_in(u32::MAX, 32));
+        assert!(!state_in(u32::MAX, 255));
+    }
 
     #[test]
     fn archive_request_matches_go_tcp_info() {

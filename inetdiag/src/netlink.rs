@@ -48,31 +48,17 @@ pub fn walk_datagram(
 ) -> Result<Progress, Error> {
     let mut offset = 0;
     while offset < data.len() {
-        let rest = &data[offset..];
-        if rest.len() < NLMSG_HDRLEN {
-            return Err(Error::Truncated {
-                offset,
-                len: data.len(),
-            });
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let flags = u16::from_ne_bytes([rest[6], rest[7]]);
-        let msg_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        let msg_port = u32::from_ne_bytes([rest[12], rest[13], rest[14], rest[15]]);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(Error::Truncated {
-                offset,
-                len: data.len(),
-            });
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        // NLMSG_ALIGN: the next header starts on a 4-byte boundary.
-        offset += (len + 3) & !3;
+        let (message, next) = split_message(data, offset)?;
+        offset = next;
+        let Message {
+            kind,
+            flags,
+            seq: msg_seq,
+            port: msg_port,
+            payload,
+        } = message;
 
-        // Port id 0 is the kernel's answer to an unbound (auto-bound) socket
-        // on some kernels; anything else must be ours.
-        if msg_seq != seq || (msg_port != port_id && msg_port != 0) {
+        if msg_seq != seq || !from_kernel_to(msg_port, port_id) {
             stats.stale += 1;
             continue;
         }
@@ -107,9 +93,51 @@ pub fn walk_datagram(
     Ok(Progress::More)
 }
 
+/// One `struct nlmsghdr` and its payload.
+pub(crate) struct Message<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub port: u32,
+    pub payload: &'a [u8],
+}
+
+/// The message at `offset` in datagram `data`, and where the next one
+/// starts (NLMSG_ALIGN: on a 4-byte boundary).
+pub(crate) fn split_message(data: &[u8], offset: usize) -> Result<(Message<'_>, usize), Error> {
+    let truncated = Error::Truncated {
+        offset,
+        len: data.len(),
+    };
+    let rest = &data[offset..];
+    let Some(h) = rest.get(..NLMSG_HDRLEN) else {
+        return Err(truncated);
+    };
+    let u32_at = |at: usize| u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let len = u32_at(0) as usize;
+    if len < NLMSG_HDRLEN || len > rest.len() {
+        return Err(truncated);
+    }
+    let message = Message {
+        kind: u16::from_ne_bytes([h[4], h[5]]),
+        flags: u16::from_ne_bytes([h[6], h[7]]),
+        seq: u32_at(8),
+        port: u32_at(12),
+        payload: &rest[NLMSG_HDRLEN..len],
+    };
+    Ok((message, offset + ((len + 3) & !3)))
+}
+
+/// Whether a message with port id `port` is the kernel's answer to the
+/// socket bound to `port_id`: port id 0 is the kernel's answer to an
+/// unbound (auto-bound) socket on some kernels; anything else must be ours.
+pub(crate) fn from_kernel_to(port: u32, port_id: u32) -> bool {
+    port == port_id || port == 0
+}
+
 /// The positive errno of an `NLMSG_ERROR` / `NLMSG_DONE` payload (which
 /// carries it negated); a payload too short to hold one is `EBADMSG`.
-fn errno_of(payload: &[u8]) -> i32 {
+pub(crate) fn errno_of(payload: &[u8]) -> i32 {
     match payload.get(..4) {
         Some(b) => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).wrapping_neg(),
         None => libc::EBADMSG,

@@ -2,7 +2,10 @@ use std::io;
 
 use netlink_sys::{Socket, SocketAddr};
 
-use crate::netlink::{walk_datagram, DatagramStats, Progress, NLMSG_ERROR, NLMSG_HDRLEN};
+use crate::netlink::{
+    errno_of, from_kernel_to, split_message, walk_datagram, DatagramStats, Message, Progress,
+    NLMSG_ERROR,
+};
 use crate::request::{DumpRequest, SocketId, SEQ_OFFSET};
 use crate::source::DumpSource;
 use crate::{Error, NETLINK_SOCK_DIAG};
@@ -28,7 +31,7 @@ pub struct FetchStats {
     /// Replies handed over.
     pub records: usize,
     /// Sockets the kernel no longer has under that tuple and cookie
-    /// (`ENOENT`, `ESTALE`).
+    /// (`ENOENT`, `ESTALE`), or has in a state outside the asked ones.
     pub gone: usize,
 }
 
@@ -131,10 +134,11 @@ impl DiagSocket {
     /// Asks for exactly the sockets `ids` (TCP, their replies filtered by
     /// `states`, with `extensions`), several requests per `sendmsg`, and
     /// calls `on_record` with each reply payload — the same bytes a dump
-    /// carries for that socket. A socket that is gone, or whose tuple now
-    /// belongs to another socket (another cookie), is counted, not an
-    /// error. The kernel does not apply `states` to an exact request: the
-    /// caller filters replies by state.
+    /// carries for that socket. A socket that is gone, whose tuple now
+    /// belongs to another socket (another cookie), or that moved on to a
+    /// state outside `states` since it was named (the kernel does not
+    /// apply the state mask to an exact request: it is applied here) is
+    /// counted, not an error.
     pub fn fetch(
         &mut self,
         ids: &[SocketId],
@@ -167,30 +171,30 @@ impl DiagSocket {
                 if n > self.buffer.len() {
                     return Err(Error::DatagramTruncated { len: n });
                 }
-                let mut data = &self.buffer[..n];
-                while !data.is_empty() {
-                    let (
-                        Message {
-                            kind,
-                            seq,
-                            port,
-                            payload,
-                        },
-                        rest,
-                    ) = split_message(data, n)?;
-                    data = rest;
+                let mut offset = 0;
+                while offset < n {
+                    let (message, next) = split_message(&self.buffer[..n], offset)?;
+                    offset = next;
+                    let Message {
+                        kind,
+                        seq,
+                        port,
+                        payload,
+                        ..
+                    } = message;
                     // Left over from an earlier, failed exchange.
                     if seq.wrapping_sub(first) as usize >= batch.len()
-                        || (port != self.port_id && port != 0)
+                        || !from_kernel_to(port, self.port_id)
                     {
                         continue;
                     }
                     answered += 1;
                     match kind {
-                        crate::SOCK_DIAG_BY_FAMILY => {
+                        crate::SOCK_DIAG_BY_FAMILY if in_states(payload, states) => {
                             stats.records += 1;
                             on_record(payload);
                         }
+                        crate::SOCK_DIAG_BY_FAMILY => stats.gone += 1,
                         NLMSG_ERROR => match errno_of(payload) {
                             libc::ENOENT | libc::ESTALE => stats.gone += 1,
                             errno => return Err(Error::Kernel { errno }),
@@ -226,49 +230,12 @@ impl DiagSocket {
     }
 }
 
-/// One netlink message of a reply to exact requests.
-struct Message<'a> {
-    kind: u16,
-    seq: u32,
-    port: u32,
-    payload: &'a [u8],
-}
-
-/// The first netlink message of `data` (a datagram of `len` bytes), and
-/// the messages after it.
-fn split_message(data: &[u8], len: usize) -> Result<(Message<'_>, &[u8]), Error> {
-    let truncated = Error::Truncated {
-        offset: len - data.len(),
-        len,
-    };
-    let Some(header) = data.get(..NLMSG_HDRLEN) else {
-        return Err(truncated);
-    };
-    let field = |at: usize| {
-        u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    let message_len = field(0) as usize;
-    if message_len < NLMSG_HDRLEN || message_len > data.len() {
-        return Err(truncated);
-    }
-    let kind = u16::from_ne_bytes([header[4], header[5]]);
-    let payload = &data[NLMSG_HDRLEN..message_len];
-    let rest = &data[((message_len + 3) & !3).min(data.len())..];
-    let message = Message {
-        kind,
-        seq: field(8),
-        port: field(12),
-        payload,
-    };
-    Ok((message, rest))
-}
-
-/// The positive errno of an `NLMSG_ERROR` payload.
-fn errno_of(payload: &[u8]) -> i32 {
-    match payload.get(..4) {
-        Some(b) => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).wrapping_neg(),
-        None => libc::EBADMSG,
-    }
+/// Whether the reply `payload` (inet_diag_msg first: family, then state)
+/// is of a socket in one of `states` (bit = 1 << TCP_*).
+fn in_states(payload: &[u8], states: u32) -> bool {
+    payload
+        .get(1)
+        .is_some_and(|&state| crate::state_in(states, state))
 }
 
 impl DumpSource for DiagSocket {

@@ -391,8 +391,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             return;
         };
         let poll = &mut self.poll;
-        poll.timestamp_ms = now_ms();
-        poll.family_counts = [0; 2];
+        poll.begin_read();
         add(&poll.stats.change_polls, 1);
         match changes.source.changed(&mut |payload| poll.handle(payload)) {
             Ok(read) => {
@@ -401,14 +400,11 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
             }
             Err(e) => {
                 changes.next_full = Instant::now();
-                add(&poll.stats.netlink_errors, 1);
                 log_limited!(
                     CHANGE_ERRORS,
                     "reading the changed sockets failed: {e}; the next poll dumps every socket"
                 );
-                for o in &mut poll.out.observers {
-                    o.error(e.kind());
-                }
+                poll.read_failed(&e);
             }
         }
     }
@@ -422,8 +418,7 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
         let mut next = 0;
         while let Some(&request) = self.requests.get(next) {
             next += 1;
-            poll.timestamp_ms = now_ms();
-            poll.family_counts = [0; 2];
+            poll.begin_read();
             let started = Instant::now();
             let result = self.source.dump(&request, |payload| poll.handle(payload));
             let elapsed = started.elapsed();
@@ -450,11 +445,8 @@ impl<S: DumpSource, N: NoticeSource> Poller<S, N> {
                 }
                 Err(e) => {
                     complete = false;
-                    add(&poll.stats.netlink_errors, 1);
                     warn_limited!(DUMP_ERRORS, "dump of family {} failed: {e}", request.family);
-                    for o in &mut poll.out.observers {
-                        o.error(e.kind());
-                    }
+                    poll.read_failed(&e);
                 }
             }
         }
@@ -678,6 +670,21 @@ impl Poll {
         }
         self.cache.remove(cookie);
         self.afterlife.insert(cookie, timestamp_ms);
+    }
+
+    /// A read of replies (a dump, or the changed sockets) begins: they carry
+    /// this time, and are counted by family afresh.
+    fn begin_read(&mut self) {
+        self.timestamp_ms = now_ms();
+        self.family_counts = [0; 2];
+    }
+
+    /// A read of replies failed: counted, and the observers told.
+    fn read_failed(&mut self, e: &inetdiag::Error) {
+        add(&self.stats.netlink_errors, 1);
+        for o in &mut self.out.observers {
+            o.error(e.kind());
+        }
     }
 
     /// `payload` as a reply, or `None` (counted, logged) when it is not one.
