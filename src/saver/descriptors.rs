@@ -18,36 +18,80 @@ use nix::sys::resource::{getrlimit, Resource};
 /// of the limit when the limit is below 256.
 pub const RESERVE: usize = 64;
 
+/// Descriptors that live connections' files leave to closed connections'
+/// last lines: 8, or one sixteenth of the limit (at least one) when the
+/// limit is below 128. A live connection keeps its file open until its
+/// segment rotates, so without this lane live files could hold every
+/// descriptor the archive has, and a closed connection, which needs one
+/// only for an open–write–close, would wait for a rotation.
+pub const CLOSING_LANE: usize = 8;
+
+/// Directories each writer shard holds open: the output directory and
+/// the date directory it writes into.
+const DIRECTORIES_PER_SHARD: usize = 2;
+
 /// Assumed already open when /proc/self/fd cannot be read.
 const UNKNOWN_BASELINE: usize = 16;
 
-/// An archive file would eat into the reserve; the open waits.
+/// What an archive descriptor is for; files leave room for every
+/// shard's directories, and live connections' files also leave the
+/// [`CLOSING_LANE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Directory,
+    /// A segment file of a connection that has closed (or of any
+    /// connection at shutdown): it is written and closed at once.
+    ClosingFile,
+    /// A segment file that stays open while its connection lives.
+    LiveFile,
+}
+
+/// An archive descriptor would eat into the reserve (or the closing
+/// lane); the open waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{held} archive descriptors held, {baseline} others, limit {limit}: the last {reserve} are kept for /metrics and the event socket")]
+#[error("{held} archive descriptors held ({directories} directories), {baseline} others, limit {limit}: the last {reserve} are kept for /metrics and the event socket{}", closing_lane_note(*.lane))]
 pub struct ReserveReached {
     pub held: usize,
+    pub directories: usize,
     pub baseline: usize,
     pub limit: usize,
     pub reserve: usize,
+    /// The closing lane a live file left (0 for other purposes).
+    pub lane: usize,
+}
+
+fn closing_lane_note(lane: usize) -> String {
+    if lane == 0 {
+        String::new()
+    } else {
+        format!(", {lane} more for closed connections' last lines")
+    }
 }
 
 /// The descriptors the archive may hold, shared by every writer shard.
 #[derive(Debug)]
 pub struct Descriptors {
     held: AtomicUsize,
+    directories: AtomicUsize,
     baseline: usize,
+    /// Directories the shards may come to hold: files leave room for them,
+    /// so that a shard opening its directories late is never locked out.
+    directory_allowance: usize,
 }
 
 impl Descriptors {
-    /// Counts the descriptors the process holds now as its baseline.
-    pub fn new() -> Arc<Self> {
-        Self::with_baseline(open_descriptors().unwrap_or(UNKNOWN_BASELINE))
+    /// For `shards` writer shards; counts the descriptors the process
+    /// holds now as its baseline.
+    pub fn new(shards: usize) -> Arc<Self> {
+        Self::with_baseline(open_descriptors().unwrap_or(UNKNOWN_BASELINE), shards)
     }
 
-    pub fn with_baseline(baseline: usize) -> Arc<Self> {
+    pub fn with_baseline(baseline: usize, shards: usize) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicUsize::new(0),
+            directories: AtomicUsize::new(0),
             baseline,
+            directory_allowance: shards.saturating_mul(DIRECTORIES_PER_SHARD),
         })
     }
 
@@ -56,36 +100,71 @@ impl Descriptors {
         self.held.load(Relaxed)
     }
 
+    fn release(&self, directory: bool) {
+        if directory {
+            self.directories.fetch_sub(1, Relaxed);
+        }
+        self.held.fetch_sub(1, Relaxed);
+    }
+
     /// One more descriptor for the archive, unless it would eat into the
-    /// reserve. The limit is read each time (one cheap system call per
-    /// file opened), so a limit raised with `prlimit --pid` counts at once.
-    pub fn claim(self: &Arc<Self>) -> Result<Claim, ReserveReached> {
+    /// reserve (or, for a live connection's file, into the closing lane).
+    /// The limit is read each time (one cheap system call per file
+    /// opened), so a limit raised with `prlimit --pid` counts at once.
+    pub fn claim(self: &Arc<Self>, purpose: Purpose) -> Result<Claim, ReserveReached> {
         let limit = getrlimit(Resource::RLIMIT_NOFILE)
             .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
             .unwrap_or(usize::MAX);
         let reserve = RESERVE.min(limit / 4);
+        let directory = purpose == Purpose::Directory;
+        if directory {
+            self.directories.fetch_add(1, Relaxed);
+        }
         let held = self.held.fetch_add(1, Relaxed) + 1;
-        if self.baseline.saturating_add(held).saturating_add(reserve) > limit {
-            self.held.fetch_sub(1, Relaxed);
+        let directories = self.directories.load(Relaxed);
+        // Files count every shard's directories as held, open or not yet.
+        let counted = match purpose {
+            Purpose::Directory => held,
+            _ => held - directories.min(held) + directories.max(self.directory_allowance),
+        };
+        let lane = match purpose {
+            Purpose::LiveFile => CLOSING_LANE.min(limit / 16).max(1),
+            _ => 0,
+        };
+        let needed = self
+            .baseline
+            .saturating_add(counted)
+            .saturating_add(reserve)
+            .saturating_add(lane);
+        if needed > limit {
+            self.release(directory);
             return Err(ReserveReached {
                 held: held - 1,
+                directories: directories - usize::from(directory),
                 baseline: self.baseline,
                 limit,
                 reserve,
+                lane,
             });
         }
-        Ok(Claim(Arc::clone(self)))
+        Ok(Claim {
+            descriptors: Arc::clone(self),
+            directory,
+        })
     }
 }
 
 /// One descriptor held by the archive; given back on drop (kept next to
 /// the descriptor it stands for, so the two go together).
 #[derive(Debug)]
-pub struct Claim(Arc<Descriptors>);
+pub struct Claim {
+    descriptors: Arc<Descriptors>,
+    directory: bool,
+}
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Relaxed);
+        self.descriptors.release(self.directory);
     }
 }
 
@@ -100,20 +179,62 @@ fn open_descriptors() -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn limit() -> usize {
+        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        usize::try_from(soft).unwrap()
+    }
+
     #[test]
     fn claims_stop_short_of_the_reserve_and_come_back_on_drop() {
-        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        let limit = usize::try_from(soft).unwrap();
+        let limit = limit();
         let reserve = RESERVE.min(limit / 4);
-        // Room for exactly three claims.
-        let descriptors = Descriptors::with_baseline(limit - reserve - 3);
-        let claims: Vec<Claim> = (0..3).map(|_| descriptors.claim().unwrap()).collect();
-        let refused = descriptors.claim().unwrap_err();
+        // One shard: room for its two directories and exactly three
+        // closing files.
+        let descriptors = Descriptors::with_baseline(limit - reserve - 5, 1);
+        let claims: Vec<Claim> = (0..3)
+            .map(|_| descriptors.claim(Purpose::ClosingFile).unwrap())
+            .collect();
+        let refused = descriptors.claim(Purpose::ClosingFile).unwrap_err();
         assert_eq!(refused.held, 3);
         assert_eq!(refused.reserve, reserve);
+        // The directories still fit: the files left room for them.
+        let directories: Vec<Claim> = (0..2)
+            .map(|_| descriptors.claim(Purpose::Directory).unwrap())
+            .collect();
+        assert!(descriptors.claim(Purpose::Directory).is_err());
         drop(claims);
+        drop(directories);
         assert_eq!(descriptors.held(), 0);
-        assert!(descriptors.claim().is_ok());
+        assert!(descriptors.claim(Purpose::ClosingFile).is_ok());
+    }
+
+    #[test]
+    fn live_files_leave_the_closing_lane_to_closed_connections() {
+        let limit = limit();
+        let reserve = RESERVE.min(limit / 4);
+        let lane = CLOSING_LANE.min(limit / 16).max(1);
+        // Two shards' directories, `lane` closing files and two live ones.
+        let descriptors = Descriptors::with_baseline(limit - reserve - 4 - lane - 2, 2);
+        let live: Vec<Claim> = (0..2)
+            .map(|_| descriptors.claim(Purpose::LiveFile).unwrap())
+            .collect();
+        let refused = descriptors.claim(Purpose::LiveFile).unwrap_err();
+        assert_eq!(refused.lane, lane);
+        assert!(
+            refused.to_string().contains("closed connections"),
+            "{refused}"
+        );
+        let closing: Vec<Claim> = (0..lane)
+            .map(|_| descriptors.claim(Purpose::ClosingFile).unwrap())
+            .collect();
+        assert!(descriptors.claim(Purpose::ClosingFile).is_err());
+        // Opening the directories late takes nothing from the files.
+        let directories: Vec<Claim> = (0..4)
+            .map(|_| descriptors.claim(Purpose::Directory).unwrap())
+            .collect();
+        assert_eq!(descriptors.held(), 2 + lane + 4);
+        drop((live, closing, directories));
+        assert_eq!(descriptors.held(), 0);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
 use super::budget::PendingBudget;
-use super::descriptors::Descriptors;
+use super::descriptors::{Descriptors, Purpose};
 use super::previous::PreviousRun;
 use super::segment_file::SegmentFile;
 use super::tree::{CreateError, OutputTree};
@@ -110,7 +110,7 @@ impl Limits {
     pub fn new(config: &SaverConfig, shards: usize) -> Arc<Self> {
         Arc::new(Self {
             pending: PendingBudget::new(config.max_pending_bytes, shards),
-            descriptors: Descriptors::new(),
+            descriptors: Descriptors::new(shards),
             previous: PreviousRun::scan(&config.output, &config.uuid_prefix, now_ms()),
         })
     }
@@ -175,14 +175,23 @@ struct ConnectionFile {
     /// Already waiting in the flush queue.
     queued: bool,
     retry: Retry,
-    /// A closed connection still waiting for its last lines to be written
-    /// gives up at this time (one rotation interval after its close).
+    /// Set when the connection closes (or the agent stops): a closed
+    /// connection still waiting for its last lines to be written gives up
+    /// at this time (one rotation interval after its close).
     give_up_at: Option<Instant>,
     /// Poll and time of the connection's previous line, for poll gaps.
     last_line: Option<(u64, i64)>,
     /// The same for its last line in the file: when the budget drops the
     /// lines after it, the next line's gap is measured from there.
     written_line: Option<(u64, i64)>,
+}
+
+impl ConnectionFile {
+    /// Closed, or the agent is stopping: a file created now is written
+    /// and closed at once, so it may take the descriptors live files leave.
+    fn closing(&self) -> bool {
+        self.give_up_at.is_some()
+    }
 }
 
 /// A connection whose pending lines the budget may drop.
@@ -374,7 +383,14 @@ impl ShardWriter {
     fn create_file(&mut self, conn: &mut ConnectionFile, now: Instant) -> bool {
         let asked = conn.sequence;
         let id = uuid(&self.config.uuid_prefix, conn.cookie);
-        let created = self.tree.create_segment(conn.date, &id, &mut conn.sequence);
+        let purpose = if conn.closing() {
+            Purpose::ClosingFile
+        } else {
+            Purpose::LiveFile
+        };
+        let created = self
+            .tree
+            .create_segment(conn.date, &id, &mut conn.sequence, purpose);
         if conn.sequence != asked {
             warn_limited!(
                 NEXT_SEQUENCE,
@@ -524,13 +540,18 @@ impl ShardWriter {
     /// Writes what is pending and closes the file; a connection whose
     /// lines cannot be written now waits among the orphans.
     fn finish_connection(&mut self, mut conn: ConnectionFile, now: Instant) {
+        conn.give_up_at = Some(now + self.config.rotation_interval);
+        // Only waiting for a descriptor (no failure yet): as a closing file
+        // it may take one of the lane's, so it tries now.
+        if conn.retry.failures == 0 {
+            conn.retry = Retry::default();
+        }
         if conn.pending_snapshots > 0 && conn.retry.due(now) {
             self.flush(&mut conn, now);
         }
         if conn.pending_snapshots == 0 {
             self.retire(conn);
         } else {
-            conn.give_up_at = Some(now + self.config.rotation_interval);
             self.orphans.push(conn);
         }
     }
@@ -767,6 +788,7 @@ impl ShardWriter {
         connections.sort_by_key(|c| c.file.is_none());
         let (mut snapshots, mut lost) = (0, 0);
         for mut conn in connections {
+            conn.give_up_at.get_or_insert(now);
             if conn.pending_snapshots > 0 {
                 self.flush(&mut conn, now);
             }

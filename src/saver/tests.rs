@@ -51,7 +51,7 @@ struct Shard {
 }
 
 fn shard() -> Shard {
-    shard_with(32 << 20, Descriptors::new())
+    shard_with(32 << 20, Descriptors::new(1))
 }
 
 /// A shard with a budget of `max_pending_bytes` and `descriptors`.
@@ -526,7 +526,7 @@ fn after_a_restart_on_a_later_day_a_connection_continues_after_its_last_sequence
     });
     let limits = Arc::new(Limits {
         pending: PendingBudget::new(32 << 20, 1),
-        descriptors: Descriptors::new(),
+        descriptors: Descriptors::new(1),
         previous: PreviousRun::scan(&output, "host_1700000000_unsafe", T0),
     });
     let mut shard = Shard {
@@ -625,7 +625,7 @@ fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
     let (header, line) = line_sizes();
     assert!(header < line * 5 / 2, "{header} {line}");
     // Room for three connections and four lines, and half a line more.
-    let mut shard = shard_with(3 * header + 4 * line + line / 2, Descriptors::new());
+    let mut shard = shard_with(3 * header + 4 * line + line / 2, Descriptors::new(1));
     shard.open_of(A, T0 + 100);
     shard.open_of(B, T0 + 200);
     shard.open_of(C, T0 + 300);
@@ -650,29 +650,41 @@ fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
 }
 
 #[test]
-fn archive_files_wait_for_descriptors_rather_than_take_the_reserve() {
+fn live_files_wait_for_descriptors_and_closed_connections_take_the_closing_lane() {
+    use super::descriptors::{CLOSING_LANE, RESERVE};
     use nix::sys::resource::{getrlimit, Resource};
     let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let limit = usize::try_from(soft).unwrap();
-    let reserve = super::descriptors::RESERVE.min(limit / 4);
-    // Room for the output and date directories and one file.
-    let mut shard = shard_with(32 << 20, Descriptors::with_baseline(limit - reserve - 3));
+    let reserve = RESERVE.min(limit / 4);
+    let lane = CLOSING_LANE.min(limit / 16).max(1);
+    // Room for the output and date directories, one live file and the
+    // closing lane.
+    let baseline = limit - reserve - 2 - 1 - lane;
+    let mut shard = shard_with(32 << 20, Descriptors::with_baseline(baseline, 1));
     const A: u64 = 0xa;
     const B: u64 = 0xb;
+    const C: u64 = 0xc;
     shard.open_of(A, T0);
     shard.open_of(B, T0);
     shard.flush_all();
     assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
     assert_eq!(shard.stats.open_errors.load(Relaxed), 1);
-    // A's close gives its descriptor back: B gets one at its next retry.
-    shard.close_of(A, T0 + 1000);
-    shard.flush_all();
-    assert_eq!(shard.stats.files_opened.load(Relaxed), 2);
+    // B closes while A lives on (and keeps its file): B's last lines take
+    // a descriptor of the closing lane at once.
     shard.close_of(B, T0 + 1000);
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 2);
+    assert_eq!(shard.stats.files_closed.load(Relaxed), 1);
+    // C, live, still waits; its close lets it in too.
+    shard.open_of(C, T0 + 1000);
+    shard.flush_all();
+    assert_eq!(shard.stats.open_errors.load(Relaxed), 2);
+    shard.close_of(C, T0 + 2000);
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 3);
+    shard.close_of(A, T0 + 2000);
     shard.writer.finish();
-    assert_eq!(shard.files().len(), 2);
+    assert_eq!(shard.files().len(), 3);
     assert_eq!(shard.stats.dropped.load(Relaxed), 0);
-    shard.assert_accounted(2);
+    shard.assert_accounted(3);
 }
 
 /// The lines of one archive file.
@@ -686,7 +698,7 @@ fn read_one(path: &Path) -> Vec<Value> {
 
 #[test]
 fn with_poll_gaps_each_line_after_the_first_says_how_many_polls_and_ms_passed() {
-    let mut shard = shard_configured(32 << 20, Descriptors::new(), true);
+    let mut shard = shard_configured(32 << 20, Descriptors::new(1), true);
     let mut batch = Batch {
         poll: 7,
         ..Batch::default()
@@ -735,7 +747,7 @@ fn a_poll_gap_after_dropped_lines_is_measured_from_the_last_line_in_the_file() {
     };
     let payload = payload();
     let (header, line) = line_sizes();
-    let mut shard = shard_configured(header + 2 * line - 1, Descriptors::new(), true);
+    let mut shard = shard_configured(header + 2 * line - 1, Descriptors::new(1), true);
     shard.apply(&at_poll(1, &|b| {
         b.open(A, T0, 0);
         b.snapshot(A, T0, &payload);

@@ -20,7 +20,7 @@ use nix::sys::stat::{fstatat, mkdirat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use tcpinfo_archive::naming::segment_path;
 
-use super::descriptors::{Claim, Descriptors, ReserveReached};
+use super::descriptors::{Claim, Descriptors, Purpose, ReserveReached};
 use super::segment_file::SegmentFile;
 
 /// Names tried per creation before giving up until the next retry: a
@@ -68,18 +68,20 @@ impl OutputTree {
     }
 
     /// Creates the segment file of `uuid` on `date` with sequence number
-    /// `*sequence`, or the next free one (`*sequence` says which).
+    /// `*sequence`, or the next free one (`*sequence` says which);
+    /// `purpose` says whether its connection is still live.
     pub fn create_segment(
         &mut self,
         date: Date,
         uuid: &str,
         sequence: &mut u32,
+        purpose: Purpose,
     ) -> Result<SegmentFile, CreateError> {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         for _ in 0..MAX_NAMES_PER_TRY {
             let (relative, name) = names(date, uuid, *sequence)?;
-            let claim = self.descriptors.claim()?;
+            let claim = self.descriptors.claim(purpose)?;
             let day = self.day(date, &relative)?;
             // Permissions as File::create gives them (0666 less the umask).
             match openat(day, name.as_str(), flags, Mode::from_bits_truncate(0o666)) {
@@ -134,7 +136,7 @@ impl OutputTree {
         }
         // Its claim goes back before the next day's is taken.
         self.day = None;
-        let claim = self.descriptors.claim()?;
+        let claim = self.descriptors.claim(Purpose::Directory)?;
         let parent = relative.parent().unwrap_or(Path::new(""));
         self.root()?;
         let root = &self.root.as_ref().expect("opened").fd;
@@ -149,7 +151,7 @@ impl OutputTree {
         if self.root.is_some() {
             return Ok(());
         }
-        let claim = self.descriptors.claim()?;
+        let claim = self.descriptors.claim(Purpose::Directory)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let opened = match open(&self.output, flags, Mode::empty()) {
             Err(Errno::ENOENT) => std::fs::create_dir_all(&self.output)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use harness::archive::archive_files;
 use harness::traffic::Connection;
-use harness::{wait_until, Agent, Netns};
+use harness::{wait_for_ok, wait_until, Agent, Netns};
 
 fn field(line: &str, key: &str) -> u64 {
     line.split_whitespace()
@@ -59,8 +59,18 @@ fn running_out_of_descriptors_is_counted_and_retried_without_loss() {
     // dropped.
     drop(pairs);
     drop(listener);
-    wait_until(Duration::from_secs(30), "a file per connection", || {
-        archive_files(&out).len() >= 81
+    wait_for_ok(Duration::from_secs(30), "a file per connection", || {
+        let files = archive_files(&out).len();
+        if files >= 81 {
+            return Ok(());
+        }
+        let log = agent.log();
+        let warnings: Vec<&String> = log.iter().filter(|l| !l.contains("stats: ")).collect();
+        Err(format!(
+            "{files} files; {}; last warnings: {:?}",
+            last_stats(&agent, "stats: ").unwrap_or_default(),
+            &warnings[warnings.len().saturating_sub(8)..]
+        ))
     });
 
     assert!(agent.stop(Duration::from_secs(15)).success());
