@@ -13,8 +13,6 @@ use super::descriptors::Claim;
 #[derive(Debug)]
 pub struct SegmentFile {
     file: File,
-    /// The file's name in its date directory.
-    pub name: String,
     /// Bytes of complete frames in the file.
     committed: u64,
     /// A failed write left bytes past `committed` that could not be cut
@@ -25,10 +23,11 @@ pub struct SegmentFile {
 
 impl SegmentFile {
     /// A file just created (empty).
-    pub fn new(file: File, name: String, claim: Claim) -> Self {
+    /// (Its name is not kept: it follows from the connection's cookie and
+    /// segment number, and is needed only to remove a file never written.)
+    pub fn new(file: File, claim: Claim) -> Self {
         Self {
             file,
-            name,
             committed: 0,
             torn: false,
             _claim: claim,

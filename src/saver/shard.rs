@@ -660,18 +660,18 @@ impl ShardWriter {
         if file.is_torn() {
             if let Err(e) = file.cut_back() {
                 log!(
-                    "{}: cannot cut {} back to its last complete frame: {e}",
+                    "{}: cannot cut segment .{:05} back to its last complete frame: {e}",
                     uuid(&self.config.uuid_prefix, conn.cookie),
-                    file.name
+                    conn.sequence
                 );
             }
         }
         if file.committed() == 0 {
-            if let Err(e) = self.tree.remove(conn.date, &file) {
+            let id = uuid(&self.config.uuid_prefix, conn.cookie);
+            if let Err(e) = self.tree.remove(conn.date, &id, conn.sequence, &file) {
                 log_warn!(
-                    "{}: cannot remove the empty {}: {e}",
-                    uuid(&self.config.uuid_prefix, conn.cookie),
-                    file.name
+                    "{id}: cannot remove the empty segment .{:05}: {e}",
+                    conn.sequence
                 );
             }
         }

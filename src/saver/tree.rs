@@ -85,7 +85,7 @@ impl OutputTree {
             let day = self.day(date, &relative)?;
             // Permissions as File::create gives them (0666 less the umask).
             match openat(day, name.as_str(), flags, Mode::from_bits_truncate(0o666)) {
-                Ok(fd) => return Ok(SegmentFile::new(File::from(fd), name, claim)),
+                Ok(fd) => return Ok(SegmentFile::new(File::from(fd), claim)),
                 // A file of a previous run, or planted: never written.
                 Err(Errno::EEXIST) => *sequence += 1,
                 Err(e) => {
@@ -106,25 +106,27 @@ impl OutputTree {
         ))
     }
 
-    /// Removes `file` (created for `uuid` on `date`) from its directory,
-    /// if that name is still this very file: a file whose first frame was
-    /// never committed must not stay behind empty.
-    pub fn remove(&mut self, date: Date, file: &SegmentFile) -> io::Result<()> {
-        let relative = segment_path(Path::new(""), date, "x", 0);
+    /// Removes `file`, segment `sequence` of `uuid` on `date`, from its
+    /// directory, if that name is still this very file: a file whose first
+    /// frame was never committed must not stay behind empty.
+    pub fn remove(
+        &mut self,
+        date: Date,
+        uuid: &str,
+        sequence: u32,
+        file: &SegmentFile,
+    ) -> io::Result<()> {
+        let (relative, name) = names(date, uuid, sequence).map_err(io::Error::other)?;
         let day = self.day(date, &relative).map_err(|e| match e {
             CreateError::Reserve(e) => io::Error::other(e),
             CreateError::Io { error, .. } => error,
         })?;
         let ours = file.file().metadata()?;
-        let there = fstatat(
-            day,
-            file.name.as_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        let there = fstatat(day, name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
         if there.st_dev != ours.dev() || there.st_ino != ours.ino() {
             return Err(io::Error::other("the name now belongs to another file"));
         }
-        unlinkat(day, file.name.as_str(), UnlinkatFlags::NoRemoveDir)?;
+        unlinkat(day, name.as_str(), UnlinkatFlags::NoRemoveDir)?;
         Ok(())
     }
 
