@@ -1,7 +1,8 @@
 //! The saver: writer shards that own the archive files. The poller hands
 //! each shard one [`Batch`] per cycle through its [`ShardQueue`]; a shard
-//! ([`shard::ShardWriter`]) turns snapshots into JSON lines, compresses them
-//! into zstd frames and appends them to the connections' segment files,
+//! ([`shard::ShardWriter`]) keeps each connection's snapshots as the
+//! kernel's replies ([`pending`]) until its flush, writes them as JSON lines,
+//! compresses those into zstd frames and appends them to the connections' segment files,
 //! which it creates in the output tree without following links or
 //! touching existing files ([`tree`]) and only ever grows by complete
 //! frames ([`segment_file`]); a connection that outlived the previous run
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod budget;
 pub mod descriptors;
 pub mod naming;
+pub mod pending;
 pub mod previous;
 mod queue;
 pub mod segment_file;

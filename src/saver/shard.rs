@@ -1,8 +1,9 @@
 //! One writer shard: owns the files of the connections whose cookie maps to
-//! it, turns snapshots into JSON lines in per-connection buffers, and
-//! compresses each buffer into one complete zstd frame appended to the file
-//! at least every flush interval, at rotation and at close. One compressor
-//! context per shard, not per connection.
+//! it, keeps each connection's snapshots (the kernel's replies, see
+//! [`super::pending`]) in a buffer of its own, and at least every flush
+//! interval, at rotation and at close, writes them as JSON lines and
+//! compresses those into one complete zstd frame appended to the file. One
+//! compressor context and one line buffer per shard, not per connection.
 //!
 //! Under faults: a file is created once (never one that exists, see
 //! [`super::tree`]) and only ever grows by complete frames (see
@@ -28,6 +29,7 @@ use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 use super::batch::{Batch, Item, ItemKind};
 use super::budget::PendingBudget;
 use super::descriptors::{Descriptors, Purpose};
+use super::pending::{self, Record};
 use super::previous::PreviousRun;
 use super::segment_file::SegmentFile;
 use super::tree::{CreateError, OutputTree};
@@ -41,6 +43,10 @@ const COMPRESSION_LEVEL: i32 = 3;
 /// A buffer this large is flushed without waiting for the interval.
 const EAGER_FLUSH_BYTES: usize = 256 * 1024;
 
+/// The shard's line and frame buffers keep at most this much room after a
+/// flush (a burst's flush may have grown them far beyond a second's lines).
+const KEPT_FLUSH_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// Batches go back to the poller for reuse with at most this much room
 /// (a poll's changes at 19,000 connections, half of them active, need
 /// about half of it per shard).
@@ -49,10 +55,10 @@ const RECYCLED_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// How often shard 0 gives the allocator's free memory back to the system.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// A buffer with less room than this left grows before the next line
-/// (a line is ~800 bytes; tcp_info and the attributes of newer kernels make
-/// it longer).
-const LINE_ROOM: usize = 1024;
+/// A buffer with less room than this left grows before the next snapshot
+/// (a reply is ~500 bytes; tcp_info and the attributes of newer kernels
+/// make it longer).
+const LINE_ROOM: usize = 640;
 
 /// At most this much of a connection's last flush is reserved at once for
 /// the next one (a second of lines of a connection that changes at every
@@ -157,7 +163,8 @@ struct ConnectionFile {
     /// Created at the segment's first flush, so that it never exists
     /// without its metadata line.
     file: Option<SegmentFile>,
-    /// JSON lines not yet in the file.
+    /// The segment's metadata line (until its first frame is committed),
+    /// then the snapshots not yet in the file ([`pending`] records).
     pending: Vec<u8>,
     /// Bytes its last flush wrote (before compression): a connection's
     /// buffer is freed at every flush and most connections send at a steady
@@ -218,6 +225,8 @@ pub struct ShardWriter {
     /// first.
     flush_queue: BinaryHeap<Reverse<(Instant, u64)>>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// The JSON lines of the flush being written.
+    lines: Vec<u8>,
     frame: Vec<u8>,
     /// The last timestamp formatted, reused for every record of a dump.
     timestamp_ms: i64,
@@ -300,6 +309,7 @@ impl ShardWriter {
             orphans: Vec::new(),
             flush_queue: BinaryHeap::new(),
             compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?,
+            lines: Vec::new(),
             frame: Vec::new(),
             timestamp_ms: i64::MIN,
             timestamp_text: Vec::new(),
@@ -445,13 +455,12 @@ impl ShardWriter {
             }
             _ => None,
         };
-        if self.format_line(
-            &mut conn.pending,
-            item.timestamp_ms,
+        let record = Record {
+            timestamp_ms: item.timestamp_ms,
+            poll_gap: gap,
             payload,
-            conn.anonymize,
-            gap,
-        ) {
+        };
+        if self.valid(payload) && pending::push(&mut conn.pending, record) {
             conn.last_line = Some((item.poll, item.timestamp_ms));
             if conn.pending_snapshots == 0 {
                 conn.oldest_pending_ms = item.timestamp_ms;
@@ -488,43 +497,64 @@ impl ShardWriter {
         self.begin_segment(conn);
     }
 
-    /// Appends one snapshot line; false (and counted) if the payload is not
-    /// a valid reply, which the poller should never let through.
-    fn format_line(
-        &mut self,
-        out: &mut Vec<u8>,
-        timestamp_ms: i64,
-        payload: &[u8],
-        anonymize: AnonymizeMask,
-        poll_gap: Option<(u64, i64)>,
-    ) -> bool {
-        let record = match DiagRecord::parse(payload) {
-            Ok(r) => r,
+    /// Whether `payload` is a reply a line can be written from; if not, it
+    /// is counted (the poller should never let one through).
+    fn valid(&self, payload: &[u8]) -> bool {
+        match DiagRecord::parse(payload) {
+            Ok(_) => true,
             Err(e) => {
                 add(&self.stats.parse_errors, 1);
                 warn_limited!(PARSE_ERRORS, "writer: dropping malformed snapshot: {e}");
-                return false;
+                false
             }
+        }
+    }
+
+    /// Writes the connection's pending buffer as JSON lines into
+    /// `self.lines`: the metadata line as it is, then a line per snapshot;
+    /// how many snapshot lines.
+    fn write_lines(&mut self, conn: &ConnectionFile) -> u64 {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.clear();
+        lines.extend_from_slice(&conn.pending[..conn.header_len]);
+        let mut written = 0;
+        for record in pending::records(&conn.pending[conn.header_len..]) {
+            written += u64::from(self.format_line(&mut lines, record, conn.anonymize));
+        }
+        self.lines = lines;
+        written
+    }
+
+    /// Appends one snapshot line; false if the payload is not a valid
+    /// reply ([`Self::valid`] let only valid ones in).
+    fn format_line(
+        &mut self,
+        out: &mut Vec<u8>,
+        record: Record<'_>,
+        anonymize: AnonymizeMask,
+    ) -> bool {
+        let Ok(reply) = DiagRecord::parse(record.payload) else {
+            return false;
         };
-        if timestamp_ms != self.timestamp_ms {
-            self.timestamp_ms = timestamp_ms;
+        if record.timestamp_ms != self.timestamp_ms {
+            self.timestamp_ms = record.timestamp_ms;
             self.timestamp_text.clear();
-            Timestamp::from_unix_millis(timestamp_ms).write_to(&mut self.timestamp_text);
+            Timestamp::from_unix_millis(record.timestamp_ms).write_to(&mut self.timestamp_text);
         }
         // Go's JSON encoding of the timestamp never needs escaping.
         let ts = std::str::from_utf8(&self.timestamp_text).unwrap_or(archive::GO_ZERO_TIME);
         archive::write_line_start(out, ts);
         let mut idm = [0u8; INET_DIAG_MSG_LEN];
-        idm.copy_from_slice(record.msg().as_bytes());
+        idm.copy_from_slice(reply.msg().as_bytes());
         if anonymize != 0 {
             netblock_in_place(&mut idm, anonymize);
         }
         archive::write_raw_idm(out, &idm);
         archive::write_attributes(
             out,
-            (0..record.attribute_slots() as u16).map(|t| record.attribute(t)),
+            (0..reply.attribute_slots() as u16).map(|t| reply.attribute(t)),
         );
-        if let Some((polls, milliseconds)) = poll_gap {
+        if let Some((polls, milliseconds)) = record.poll_gap {
             archive::write_poll_gap(out, polls, milliseconds);
         }
         out.extend_from_slice(b"}\n");
@@ -615,18 +645,26 @@ impl ShardWriter {
         if conn.file.is_none() && !self.create_file(conn, now) {
             return false;
         }
+        let lines = self.write_lines(conn);
         let file = conn.file.as_mut().expect("created above");
         self.frame.clear();
         self.frame
-            .reserve(zstd::zstd_safe::compress_bound(conn.pending.len()));
+            .reserve(zstd::zstd_safe::compress_bound(self.lines.len()));
         let result = self
             .compressor
-            .compress_to_buffer(&conn.pending, &mut self.frame)
+            .compress_to_buffer(&self.lines, &mut self.frame)
             .and_then(|_| file.append_frame(&self.frame));
+        let frame_len = self.frame.len();
+        if self.lines.capacity() > KEPT_FLUSH_BUFFER_BYTES {
+            self.lines = Vec::new();
+            self.frame = Vec::new();
+        }
         match result {
             Ok(()) => {
-                add(&self.stats.bytes_written, self.frame.len() as u64);
-                add(&self.stats.written, conn.pending_snapshots);
+                add(&self.stats.bytes_written, frame_len as u64);
+                add(&self.stats.written, lines);
+                // None, since only valid replies are pending.
+                add(&self.stats.dropped, conn.pending_snapshots - lines);
                 self.pending_bytes -= conn.pending.len();
                 conn.flushed_len = u32::try_from(conn.pending.len()).unwrap_or(u32::MAX);
                 conn.written_line = conn.last_line;
