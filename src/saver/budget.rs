@@ -1,5 +1,5 @@
-//! One memory budget for the JSON lines every writer shard holds that are
-//! not in a file yet (`-max-pending-bytes`). While files can be written the
+//! One memory budget for the snapshots (and metadata lines) every writer
+//! shard holds that are not in a file yet (`-max-pending-bytes`). While files can be written the
 //! lines wait at most a flush interval and the budget is never near; when
 //! they cannot (a full disk, no descriptors), the lines wait for retries,
 //! and past the budget the oldest are dropped and counted, so a long fault

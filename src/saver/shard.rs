@@ -85,7 +85,7 @@ pub struct SaverConfig {
     pub uuid_prefix: String,
     pub flush_interval: Duration,
     pub rotation_interval: Duration,
-    /// Most bytes of JSON lines all shards together hold before they are
+    /// Most bytes of pending snapshots (and metadata lines) all shards together hold before they are
     /// in files (`-max-pending-bytes`).
     pub max_pending_bytes: usize,
     /// Each snapshot line says how many polls ran and how much time passed
