@@ -117,10 +117,13 @@ impl Descriptors {
             .unwrap_or(usize::MAX);
         let reserve = RESERVE.min(limit / 4);
         let directory = purpose == Purpose::Directory;
+        // `held` goes up before `directories` (and down after it, in
+        // `release`), so another shard's file claim in between counts a
+        // directory being claimed as a file: one too many, never too few.
+        let held = self.held.fetch_add(1, Relaxed) + 1;
         if directory {
             self.directories.fetch_add(1, Relaxed);
         }
-        let held = self.held.fetch_add(1, Relaxed) + 1;
         let directories = self.directories.load(Relaxed);
         // Files count every shard's directories as held, open or not yet.
         let counted = match purpose {

@@ -12,7 +12,8 @@
 /// Bytes before each reply.
 pub const RECORD_HEADER: usize = 8 + 8 + 8 + 4;
 
-/// The poll-gap polls of a record without a gap.
+/// The poll-gap polls of a record without a gap (a real gap of this many
+/// polls would take 10 ms × 2⁶⁴).
 const NO_GAP: u64 = u64::MAX;
 
 /// One pending snapshot.

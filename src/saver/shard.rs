@@ -40,11 +40,14 @@ use crate::stats::{add, Stats};
 
 /// zstd level of the Go tool's `zstd` processes (the CLI default).
 const COMPRESSION_LEVEL: i32 = 3;
-/// A buffer this large is flushed without waiting for the interval.
+/// A pending buffer this large (~500 snapshots, ~400 KB of JSON) is
+/// flushed without waiting for the interval.
 const EAGER_FLUSH_BYTES: usize = 256 * 1024;
 
 /// The shard's line and frame buffers keep at most this much room after a
-/// flush (a burst's flush may have grown them far beyond a second's lines).
+/// flush (a burst's flush may have grown them far beyond a second's lines;
+/// they are outside `-max-pending-bytes`, and hold one connection's flush
+/// at a time).
 const KEPT_FLUSH_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Batches go back to the poller for reuse with at most this much room
@@ -61,9 +64,9 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 const LINE_ROOM: usize = 640;
 
 /// At most this much of a connection's last flush is reserved at once for
-/// the next one (a second of lines of a connection that changes at every
-/// poll is ~80 KB: more than that grows as it comes, since the memory
-/// budget counts the lines, not the room).
+/// the next one (a second of snapshots of a connection that changes at
+/// every poll is ~53 KB: more than that grows as it comes, since the
+/// memory budget counts the snapshots, not the room).
 const MAX_ROOM_FROM_LAST_FLUSH: usize = 16 * 1024;
 /// A failed creation or write is retried after one flush interval, then
 /// two, four, …, at most this many intervals apart (16 s by default): a
@@ -148,7 +151,7 @@ impl Retry {
     }
 }
 
-/// A connection's current segment: its file and the lines not yet in it.
+/// A connection's current segment: its file and the snapshots not yet in it.
 struct ConnectionFile {
     /// The socket cookie; the UUID (`<prefix>_<cookie>`) is made from it
     /// when needed (a file's creation, its metadata line, a log line)
@@ -166,7 +169,7 @@ struct ConnectionFile {
     /// The segment's metadata line (until its first frame is committed),
     /// then the snapshots not yet in the file ([`pending`] records).
     pending: Vec<u8>,
-    /// Bytes its last flush wrote (before compression): a connection's
+    /// Bytes of the pending buffer its last flush wrote: a connection's
     /// buffer is freed at every flush and most connections send at a steady
     /// pace, so the next buffer is allocated at that size at once, not
     /// grown by doubling (which left a third of an active connection's
@@ -228,7 +231,10 @@ pub struct ShardWriter {
     /// The JSON lines of the flush being written.
     lines: Vec<u8>,
     frame: Vec<u8>,
-    /// The last timestamp formatted, reused for every record of a dump.
+    /// The last timestamp formatted, reused while the records have that
+    /// dump time (a connection's records each have their own, so this
+    /// saves most where several are flushed from the same dump, at close
+    /// or rotation).
     timestamp_ms: i64,
     timestamp_text: Vec<u8>,
     /// Bytes in this shard's pending buffers, metadata lines included.
@@ -635,9 +641,9 @@ impl ShardWriter {
         self.enforce_budget();
     }
 
-    /// Compresses the pending lines into one complete frame and appends
-    /// it; true when nothing is left pending. On failure a retry is
-    /// scheduled and the lines stay.
+    /// Writes the pending snapshots as lines, compresses them into one
+    /// complete frame and appends it; true when nothing is left pending.
+    /// On failure a retry is scheduled and the snapshots stay.
     fn flush(&mut self, conn: &mut ConnectionFile, now: Instant) -> bool {
         if conn.pending_snapshots == 0 {
             return true;
@@ -657,14 +663,21 @@ impl ShardWriter {
         let frame_len = self.frame.len();
         if self.lines.capacity() > KEPT_FLUSH_BUFFER_BYTES {
             self.lines = Vec::new();
+        }
+        if self.frame.capacity() > KEPT_FLUSH_BUFFER_BYTES {
             self.frame = Vec::new();
         }
         match result {
             Ok(()) => {
                 add(&self.stats.bytes_written, frame_len as u64);
+                // Only valid replies are pending, and the same parser read
+                // them: every snapshot is a line.
+                debug_assert_eq!(lines, conn.pending_snapshots);
                 add(&self.stats.written, lines);
-                // None, since only valid replies are pending.
-                add(&self.stats.dropped, conn.pending_snapshots - lines);
+                add(
+                    &self.stats.dropped,
+                    conn.pending_snapshots.saturating_sub(lines),
+                );
                 self.pending_bytes -= conn.pending.len();
                 conn.flushed_len = u32::try_from(conn.pending.len()).unwrap_or(u32::MAX);
                 conn.written_line = conn.last_line;
