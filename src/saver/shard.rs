@@ -50,6 +50,10 @@ const EAGER_FLUSH_BYTES: usize = 256 * 1024;
 /// at a time).
 const KEPT_FLUSH_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// Room a recycled batch may always keep (a poll's changes at a few
+/// thousand connections).
+const MIN_RECYCLED_BATCH_BYTES: usize = 64 * 1024;
+
 /// Batches go back to the poller for reuse with at most this much room
 /// (a poll's changes at 19,000 connections, half of them active, need
 /// about half of it per shard).
@@ -264,10 +268,7 @@ pub fn run(
             Ok(mut batch) => {
                 depths.taken(shard);
                 writer.apply(&batch, Instant::now());
-                batch.clear();
-                // A batch grown while the writers were behind (up to the
-                // queue's limit) does not keep that size in the pool.
-                batch.shrink_to(RECYCLED_BATCH_BYTES);
+                ready_for_reuse(&mut batch);
                 // The poller may have gone: then the buffer is simply freed.
                 let _ = recycle.try_send(batch);
             }
@@ -283,6 +284,23 @@ pub fn run(
     }
     writer.finish();
     Ok(())
+}
+
+/// Empties a batch for the poller's pool. A batch grown by a burst (every
+/// connection's first snapshot at start, a backlog while the writers were
+/// behind) does not keep that size there: once it has room for four times
+/// what it just carried, it goes back with room for twice that (and never
+/// more than [`RECYCLED_BATCH_BYTES`]). At 10,000 connections the start-up
+/// burst's batches held ~5 MB of the steady RSS (BENCHMARKS.md, "Memory
+/// per connection").
+fn ready_for_reuse(batch: &mut Batch) {
+    let used = batch.bytes.len();
+    batch.clear();
+    let mut room = batch.bytes.capacity();
+    if room > 4 * used + MIN_RECYCLED_BATCH_BYTES {
+        room = 2 * used + MIN_RECYCLED_BATCH_BYTES;
+    }
+    batch.shrink_to(room.min(RECYCLED_BATCH_BYTES));
 }
 
 /// Returns the allocator's free memory to the system. A burst (every
@@ -915,6 +933,31 @@ mod tests {
             allocations += usize::from(pending.capacity() != capacity);
         }
         (pending, allocations)
+    }
+
+    fn batch_carrying(bytes: usize) -> Batch {
+        let mut batch = Batch::default();
+        batch.bytes.resize(bytes, 0);
+        batch
+    }
+
+    #[test]
+    fn a_batch_grown_by_a_burst_goes_back_to_the_pool_with_room_for_what_it_last_carried() {
+        // The start-up burst: 6 MB in one batch, kept at the cap.
+        let mut batch = batch_carrying(6 << 20);
+        ready_for_reuse(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(batch.bytes.capacity(), RECYCLED_BATCH_BYTES);
+        // Then steady polls of 50 KB: room for twice that and the floor.
+        batch.bytes.resize(50_000, 0);
+        ready_for_reuse(&mut batch);
+        assert_eq!(batch.bytes.capacity(), 100_000 + MIN_RECYCLED_BATCH_BYTES);
+        // Polls that vary within the slack keep the room: no reallocation.
+        for used in [30_000, 90_000, 26_000] {
+            batch.bytes.resize(used, 0);
+            ready_for_reuse(&mut batch);
+            assert_eq!(batch.bytes.capacity(), 100_000 + MIN_RECYCLED_BATCH_BYTES);
+        }
     }
 
     #[test]
