@@ -50,7 +50,8 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
 /// order (the kernel's order is fixed); a reordering would count as a
 /// change. It also covers bytes the rule skips — attribute padding, a
 /// repeated attribute, kinds beyond the parser's mask — which the kernel
-/// zeroes or never sends, so for its replies the two agree. Two different inputs collide with probability 2^-128.
+/// zeroes or never sends, so for its replies the two agree. Two different
+/// inputs collide with probability 2^-128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u128);
 

@@ -514,11 +514,9 @@ mod tests {
         };
         // The scrapes start once the flood is on (the flooder's thread may
         // be scheduled late when the other tests run beside this one).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while opened.load(Relaxed) < 100 {
-            assert!(Instant::now() < deadline, "the flood did not start");
-            thread::sleep(Duration::from_millis(1));
-        }
+        harness::wait_until(Duration::from_secs(10), "the flood to start", || {
+            opened.load(Relaxed) >= 100
+        });
         let start = Instant::now();
         let mut lost = 0;
         for _ in 0..20 {

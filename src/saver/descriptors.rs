@@ -8,8 +8,7 @@
 //! itself (segment files and date directories, each behind a [`Claim`])
 //! on top of a baseline counted once when the writers start.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::sys::resource::{getrlimit, Resource};
 
@@ -71,12 +70,19 @@ fn closing_lane_note(lane: usize) -> String {
 /// The descriptors the archive may hold, shared by every writer shard.
 #[derive(Debug)]
 pub struct Descriptors {
-    held: AtomicUsize,
-    directories: AtomicUsize,
+    /// Under a lock, both counts together: a claim is one per file or
+    /// directory opened, next to an `openat` and a `getrlimit`.
+    held: Mutex<Held>,
     baseline: usize,
     /// Directories the shards may come to hold: files leave room for them,
     /// so that a shard opening its directories late is never locked out.
     directory_allowance: usize,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    files: usize,
+    directories: usize,
 }
 
 impl Descriptors {
@@ -88,23 +94,22 @@ impl Descriptors {
 
     pub fn with_baseline(baseline: usize, shards: usize) -> Arc<Self> {
         Arc::new(Self {
-            held: AtomicUsize::new(0),
-            directories: AtomicUsize::new(0),
+            held: Mutex::default(),
             baseline,
             directory_allowance: shards.saturating_mul(DIRECTORIES_PER_SHARD),
         })
     }
 
-    /// Descriptors held by the archive now.
-    pub fn held(&self) -> usize {
-        self.held.load(Relaxed)
+    /// The counts; a shard that panicked while holding the lock left them
+    /// whole (each change is one statement).
+    fn held_now(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn release(&self, directory: bool) {
-        if directory {
-            self.directories.fetch_sub(1, Relaxed);
-        }
-        self.held.fetch_sub(1, Relaxed);
+    /// Descriptors held by the archive now.
+    pub fn held(&self) -> usize {
+        let held = self.held_now();
+        held.files + held.directories
     }
 
     /// One more descriptor for the archive, unless it would eat into the
@@ -116,23 +121,18 @@ impl Descriptors {
             .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
             .unwrap_or(usize::MAX);
         let reserve = RESERVE.min(limit / 4);
+        let mut held = self.held_now();
         let directory = purpose == Purpose::Directory;
-        // `held` goes up before `directories` (and down after it, in
-        // `release`), so another shard's file claim in between counts a
-        // directory being claimed as a file: one too many, never too few.
-        let held = self.held.fetch_add(1, Relaxed) + 1;
-        if directory {
-            self.directories.fetch_add(1, Relaxed);
-        }
-        let directories = self.directories.load(Relaxed);
-        // Files count every shard's directories as held, open or not yet.
-        let counted = match purpose {
-            Purpose::Directory => held,
-            _ => held - directories.min(held) + directories.max(self.directory_allowance),
+        let counted = if directory {
+            held.files + held.directories + 1
+        } else {
+            // Files count every shard's directories as held, open or not yet.
+            held.files + 1 + held.directories.max(self.directory_allowance)
         };
-        let lane = match purpose {
-            Purpose::LiveFile => CLOSING_LANE.min(limit / 16).max(1),
-            _ => 0,
+        let lane = if purpose == Purpose::LiveFile {
+            CLOSING_LANE.min(limit / 16).max(1)
+        } else {
+            0
         };
         let needed = self
             .baseline
@@ -140,15 +140,19 @@ impl Descriptors {
             .saturating_add(reserve)
             .saturating_add(lane);
         if needed > limit {
-            self.release(directory);
             return Err(ReserveReached {
-                held: held - 1,
-                directories: directories - usize::from(directory),
+                held: held.files + held.directories,
+                directories: held.directories,
                 baseline: self.baseline,
                 limit,
                 reserve,
                 lane,
             });
+        }
+        if directory {
+            held.directories += 1;
+        } else {
+            held.files += 1;
         }
         Ok(Claim {
             descriptors: Arc::clone(self),
@@ -167,7 +171,12 @@ pub struct Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.descriptors.release(self.directory);
+        let mut held = self.descriptors.held_now();
+        if self.directory {
+            held.directories -= 1;
+        } else {
+            held.files -= 1;
+        }
     }
 }
 

@@ -65,7 +65,7 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// A buffer with less room than this left grows before the next snapshot
 /// (a reply is ~500 bytes; tcp_info and the attributes of newer kernels
 /// make it longer).
-const LINE_ROOM: usize = 640;
+const RECORD_ROOM: usize = 640;
 
 /// At most this much of a connection's last flush is reserved at once for
 /// the next one (a second of snapshots of a connection that changes at
@@ -484,7 +484,7 @@ impl ShardWriter {
             poll_gap: gap,
             payload,
         };
-        if self.valid(payload) && pending::push(&mut conn.pending, record) {
+        if pending::push(&mut conn.pending, record) {
             conn.last_line = Some((item.poll, item.timestamp_ms));
             if conn.pending_snapshots == 0 {
                 conn.oldest_pending_ms = item.timestamp_ms;
@@ -521,19 +521,6 @@ impl ShardWriter {
         self.begin_segment(conn);
     }
 
-    /// Whether `payload` is a reply a line can be written from; if not, it
-    /// is counted (the poller should never let one through).
-    fn valid(&self, payload: &[u8]) -> bool {
-        match DiagRecord::parse(payload) {
-            Ok(_) => true,
-            Err(e) => {
-                add(&self.stats.parse_errors, 1);
-                warn_limited!(PARSE_ERRORS, "writer: dropping malformed snapshot: {e}");
-                false
-            }
-        }
-    }
-
     /// Writes the connection's pending buffer as JSON lines into
     /// `self.lines`: the metadata line as it is, then a line per snapshot;
     /// how many snapshot lines.
@@ -550,7 +537,8 @@ impl ShardWriter {
     }
 
     /// Appends one snapshot line; false if the payload is not a valid
-    /// reply ([`Self::valid`] let only valid ones in).
+    /// reply (the poller hands over only replies it parsed, so this is the
+    /// writer not trusting its input, not an expected case).
     fn format_line(
         &mut self,
         out: &mut Vec<u8>,
@@ -688,14 +676,18 @@ impl ShardWriter {
         match result {
             Ok(()) => {
                 add(&self.stats.bytes_written, frame_len as u64);
-                // Only valid replies are pending, and the same parser read
-                // them: every snapshot is a line.
-                debug_assert_eq!(lines, conn.pending_snapshots);
+                // Counted once the frame is in, not at each try.
+                let malformed = conn.pending_snapshots.saturating_sub(lines);
+                if malformed > 0 {
+                    add(&self.stats.parse_errors, malformed);
+                    warn_limited!(
+                        PARSE_ERRORS,
+                        "writer: dropped {malformed} malformed snapshots of {}",
+                        uuid(&self.config.uuid_prefix, conn.cookie)
+                    );
+                }
                 add(&self.stats.written, lines);
-                add(
-                    &self.stats.dropped,
-                    conn.pending_snapshots.saturating_sub(lines),
-                );
+                add(&self.stats.dropped, malformed);
                 self.pending_bytes -= conn.pending.len();
                 conn.flushed_len = u32::try_from(conn.pending.len()).unwrap_or(u32::MAX);
                 conn.written_line = conn.last_line;
@@ -889,14 +881,14 @@ fn metadata(prefix: &str, conn: &ConnectionFile) -> Metadata {
 /// burst still grows it geometrically).
 fn make_room(flushed_len: u32, pending: &mut Vec<u8>) {
     let len = pending.len();
-    if pending.capacity() - len >= LINE_ROOM {
+    if pending.capacity() - len >= RECORD_ROOM {
         return;
     }
     let last = (flushed_len as usize).min(MAX_ROOM_FROM_LAST_FLUSH);
     let want = if len < last {
-        last + LINE_ROOM
+        last + RECORD_ROOM
     } else {
-        len + LINE_ROOM.max(len / 2)
+        len + RECORD_ROOM.max(len / 2)
     };
     pending.reserve_exact(want - len);
 }
@@ -966,9 +958,9 @@ mod tests {
         assert!(allocations > 1, "first flush: grown as it comes");
         let (steady, allocations) = fill(first.len() as u32, 10, 800);
         assert_eq!(allocations, 1);
-        assert_eq!(steady.capacity(), first.len() + LINE_ROOM);
+        assert_eq!(steady.capacity(), first.len() + RECORD_ROOM);
         // Doubling would have left 16,384 - 8,000 bytes empty.
-        assert!(first.capacity() < 8000 * 3 / 2 + LINE_ROOM);
+        assert!(first.capacity() < 8000 * 3 / 2 + RECORD_ROOM);
     }
 
     #[test]
@@ -980,6 +972,6 @@ mod tests {
             "{allocations} allocations for 1,000 lines"
         );
         let (quiet, _) = fill(burst.len() as u32, 1, 800);
-        assert_eq!(quiet.capacity(), MAX_ROOM_FROM_LAST_FLUSH + LINE_ROOM);
+        assert_eq!(quiet.capacity(), MAX_ROOM_FROM_LAST_FLUSH + RECORD_ROOM);
     }
 }

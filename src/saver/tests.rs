@@ -606,8 +606,8 @@ fn a_symlink_planted_at_a_date_directory_is_never_followed() {
     shard.assert_accounted(1);
 }
 
-/// The sizes of a metadata line and of a snapshot line in a pending buffer
-/// (all the times the tests use are as long when written: .1Z, .2Z, …).
+/// The sizes of a metadata line and of a snapshot record in a pending
+/// buffer, as the budget counts them.
 fn line_sizes() -> (usize, usize) {
     let mut probe = shard();
     probe.open_of(0xa, T0 + 100);
@@ -780,4 +780,24 @@ fn a_poll_gap_after_dropped_lines_is_measured_from_the_last_line_in_the_file() {
         "from poll 1, the last line written, not from the dropped one"
     );
     shard.assert_accounted(4);
+}
+
+#[test]
+fn a_malformed_snapshot_is_counted_as_a_parse_error_and_dropped_when_its_frame_is_written() {
+    const A: u64 = 0xa;
+    let mut shard = shard();
+    shard.open_of(A, T0);
+    let mut batch = Batch::default();
+    // An inet_diag_msg cut short: not a reply the poller would hand over.
+    batch.snapshot(A, T0 + 100, &shard.payload[..20]);
+    batch.snapshot(A, T0 + 200, &shard.payload.clone());
+    shard.apply(&batch);
+    shard.close_of(A, T0 + 300);
+    shard.writer.finish();
+
+    assert_eq!(shard.stats.parse_errors.load(Relaxed), 1);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+    let files = shard.files();
+    assert_eq!(segment(&files[0].1), (0, vec![T0, T0 + 200]));
+    shard.assert_accounted(3);
 }
