@@ -1,4 +1,4 @@
-//! One memory budget for the snapshots (and metadata lines) every writer
+//! One memory budget for the snapshots every writer
 //! shard holds that are not in a file yet (`-max-pending-bytes`). While files can be written the
 //! lines wait at most a flush interval and the budget is never near; when
 //! they cannot (a full disk, no descriptors), the lines wait for retries,

@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod budget;
+mod cookie_slab;
 pub mod descriptors;
 pub mod naming;
 pub mod pending;

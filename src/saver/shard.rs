@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use inetdiag::{DiagRecord, INET_DIAG_MSG_LEN};
 use tcpinfo_archive::naming::uuid;
@@ -28,6 +27,7 @@ use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
 use super::budget::PendingBudget;
+use super::cookie_slab::CookieSlab;
 use super::descriptors::{Descriptors, Purpose};
 use super::pending::{self, Record};
 use super::previous::PreviousRun;
@@ -92,8 +92,8 @@ pub struct SaverConfig {
     pub uuid_prefix: String,
     pub flush_interval: Duration,
     pub rotation_interval: Duration,
-    /// Most bytes of pending snapshots (and metadata lines) all shards together hold before they are
-    /// in files (`-max-pending-bytes`).
+    /// Most bytes of pending snapshots all shards together hold before
+    /// they are in files (`-max-pending-bytes`).
     pub max_pending_bytes: usize,
     /// Each snapshot line says how many polls ran and how much time passed
     /// since the connection's previous line (`-archive-poll-gaps`).
@@ -170,8 +170,7 @@ struct ConnectionFile {
     /// Created at the segment's first flush, so that it never exists
     /// without its metadata line.
     file: Option<SegmentFile>,
-    /// The segment's metadata line (until its first frame is committed),
-    /// then the snapshots not yet in the file ([`pending`] records).
+    /// The snapshots not yet in the file ([`pending`] records).
     pending: Vec<u8>,
     /// Bytes of the pending buffer its last flush wrote: a connection's
     /// buffer is freed at every flush and most connections send at a steady
@@ -179,9 +178,12 @@ struct ConnectionFile {
     /// grown by doubling (which left a third of an active connection's
     /// buffer empty on average, and reallocated it ~12 times a second).
     flushed_len: u32,
-    /// `pending[..header_len]` is the segment's metadata line, until the
-    /// segment's first frame is committed.
-    header_len: usize,
+    /// The segment's metadata line is not in its file yet: the next flush
+    /// writes it first. It is made then, from the cookie, the segment
+    /// number and the start time, not kept: at start-up every connection
+    /// opens at once, and ~350 bytes of line each added ~6.5 MB to the
+    /// peak at 19,000 connections.
+    header_pending: bool,
     pending_snapshots: u64,
     /// Dump time of the oldest snapshot in `pending`: the budget drops
     /// the oldest lines first.
@@ -201,6 +203,14 @@ struct ConnectionFile {
 }
 
 impl ConnectionFile {
+    /// Starts a segment (its buffer is empty): its metadata line goes
+    /// first into the file, which is created at the segment's first flush
+    /// so that it never exists without a complete frame holding that line.
+    fn begin_segment(&mut self) {
+        debug_assert!(self.pending.is_empty());
+        self.header_pending = true;
+    }
+
     /// Closed, or the agent is stopping: a file created now is written
     /// and closed at once, so it may take the descriptors live files leave.
     fn closing(&self) -> bool {
@@ -220,7 +230,7 @@ pub struct ShardWriter {
     stats: Arc<Stats>,
     limits: Arc<Limits>,
     tree: OutputTree,
-    connections: AHashMap<u64, ConnectionFile>,
+    connections: CookieSlab<ConnectionFile>,
     /// Closed connections whose last lines could not be written yet: each
     /// keeps its file open (a file is closed once and never opened again)
     /// and is retried with back-off, until its lines are in, the budget
@@ -241,7 +251,7 @@ pub struct ShardWriter {
     /// or rotation).
     timestamp_ms: i64,
     timestamp_text: Vec<u8>,
-    /// Bytes in this shard's pending buffers, metadata lines included.
+    /// Bytes in this shard's pending buffers.
     pending_bytes: usize,
     /// What the budget last heard of `pending_bytes`.
     published: usize,
@@ -329,7 +339,7 @@ impl ShardWriter {
             config,
             stats,
             limits,
-            connections: AHashMap::new(),
+            connections: CookieSlab::default(),
             orphans: Vec::new(),
             flush_queue: BinaryHeap::new(),
             compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?,
@@ -370,7 +380,7 @@ impl ShardWriter {
             file: None,
             pending: Vec::new(),
             flushed_len: 0,
-            header_len: 0,
+            header_pending: false,
             pending_snapshots: 0,
             oldest_pending_ms: start_ms,
             queued: false,
@@ -379,7 +389,7 @@ impl ShardWriter {
             last_line: None,
             written_line: None,
         };
-        self.begin_segment(&mut conn);
+        conn.begin_segment();
         if let Some(previous) = self.connections.insert(cookie, conn) {
             // The poller opens a cookie once; should it ever repeat, the
             // first connection's file is finished, not lost.
@@ -389,27 +399,6 @@ impl ShardWriter {
 
     fn rotation_ms(&self) -> i64 {
         i64::try_from(self.config.rotation_interval.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// Puts the segment's metadata line first in the (empty) pending
-    /// buffer. The file itself is created at the first flush, so that it
-    /// never exists without a complete frame holding that line.
-    fn begin_segment(&mut self, conn: &mut ConnectionFile) {
-        debug_assert!(conn.pending.is_empty());
-        let metadata = metadata(&self.config.uuid_prefix, conn);
-        archive::write_metadata_line(&mut conn.pending, &metadata);
-        conn.header_len = conn.pending.len();
-        self.pending_bytes += conn.header_len;
-    }
-
-    /// The segment's number changed before its file was created (the name
-    /// was taken): its metadata line says the new number.
-    fn rewrite_header(&mut self, conn: &mut ConnectionFile) {
-        let mut line = Vec::new();
-        archive::write_metadata_line(&mut line, &metadata(&self.config.uuid_prefix, conn));
-        self.pending_bytes = self.pending_bytes - conn.header_len + line.len();
-        conn.pending.splice(..conn.header_len, line.iter().copied());
-        conn.header_len = line.len();
     }
 
     /// Creates the segment's file; false (and a retry scheduled) if it
@@ -432,7 +421,6 @@ impl ShardWriter {
                 id,
                 conn.sequence
             );
-            self.rewrite_header(conn);
         }
         match created {
             Ok(file) => {
@@ -513,23 +501,24 @@ impl ShardWriter {
     /// next one at `at_ms`.
     fn rotate(&mut self, conn: &mut ConnectionFile, at_ms: i64) {
         self.finish_file(conn);
-        // What is left is the metadata line of a segment never written.
         self.discard_pending(conn);
         conn.sequence += 1;
         conn.date = Timestamp::from_unix_millis(at_ms).utc_date();
         conn.rotate_at_ms = at_ms.saturating_add(self.rotation_ms());
-        self.begin_segment(conn);
+        conn.begin_segment();
     }
 
     /// Writes the connection's pending buffer as JSON lines into
-    /// `self.lines`: the metadata line as it is, then a line per snapshot;
-    /// how many snapshot lines.
+    /// `self.lines`: the segment's metadata line if its file does not have
+    /// it yet, then a line per snapshot; how many snapshot lines.
     fn write_lines(&mut self, conn: &ConnectionFile) -> u64 {
         let mut lines = std::mem::take(&mut self.lines);
         lines.clear();
-        lines.extend_from_slice(&conn.pending[..conn.header_len]);
+        if conn.header_pending {
+            archive::write_metadata_line(&mut lines, &metadata(&self.config.uuid_prefix, conn));
+        }
         let mut written = 0;
-        for record in pending::records(&conn.pending[conn.header_len..]) {
+        for record in pending::records(&conn.pending) {
             written += u64::from(self.format_line(&mut lines, record, conn.anonymize));
         }
         self.lines = lines;
@@ -693,7 +682,7 @@ impl ShardWriter {
                 conn.written_line = conn.last_line;
                 // Idle connections hold no buffer between flushes.
                 conn.pending = Vec::new();
-                conn.header_len = 0;
+                conn.header_pending = false;
                 conn.pending_snapshots = 0;
                 conn.retry = Retry::default();
                 true
@@ -755,16 +744,14 @@ impl ShardWriter {
         self.retire(conn);
     }
 
-    /// Forgets a buffer that holds no snapshot (a metadata line at most).
+    /// Frees a buffer that holds no snapshot.
     fn discard_pending(&mut self, conn: &mut ConnectionFile) {
         debug_assert_eq!(conn.pending_snapshots, 0);
         self.pending_bytes -= conn.pending.len();
         conn.pending = Vec::new();
-        conn.header_len = 0;
     }
 
-    /// Drops (and counts) the connection's snapshot lines, keeping the
-    /// metadata line of a segment not yet written; `(snapshots, bytes)`.
+    /// Drops (and counts) the connection's snapshots; `(snapshots, bytes)`.
     fn drop_pending(&mut self, conn: &mut ConnectionFile) -> (u64, usize) {
         let dropped = shed(conn);
         add(&self.stats.dropped, dropped.0);
@@ -843,8 +830,7 @@ impl ShardWriter {
     /// go first: closing them frees descriptors for those still without one.
     pub fn finish(&mut self) {
         let now = Instant::now();
-        let mut connections: Vec<ConnectionFile> =
-            self.connections.drain().map(|(_, c)| c).collect();
+        let mut connections: Vec<ConnectionFile> = self.connections.take_all().collect();
         connections.append(&mut self.orphans);
         connections.sort_by_key(|c| c.file.is_none());
         let (mut snapshots, mut lost) = (0, 0);
@@ -893,19 +879,13 @@ fn make_room(flushed_len: u32, pending: &mut Vec<u8>) {
     pending.reserve_exact(want - len);
 }
 
-/// Empties the connection's buffer of snapshot lines, keeping the metadata
-/// line of a segment not yet written, and frees the memory; `(snapshots,
-/// bytes)` dropped (the caller counts them).
+/// Empties the connection's buffer of snapshots and frees the memory;
+/// `(snapshots, bytes)` dropped (the caller counts them). A segment not
+/// yet written keeps its metadata line for the next flush.
 fn shed(conn: &mut ConnectionFile) -> (u64, usize) {
     let snapshots = std::mem::take(&mut conn.pending_snapshots);
     conn.last_line = conn.written_line;
-    let bytes = conn.pending.len() - conn.header_len;
-    if conn.header_len == 0 {
-        conn.pending = Vec::new();
-    } else {
-        conn.pending.truncate(conn.header_len);
-        conn.pending.shrink_to_fit();
-    }
+    let bytes = std::mem::take(&mut conn.pending).len();
     (snapshots, bytes)
 }
 
