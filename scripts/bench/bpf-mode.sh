@@ -13,7 +13,12 @@
 #
 #   scripts/bench/bpf-mode.sh [SECONDS] [ACTIVE] [N...]   (default: 20 s; 0.10; 1000 5000 10000)
 #   MODES="dump bpf" (default) picks the agent modes; FULL_INTERVAL=1s (default)
-#   sets -poll.full-interval for the bpf runs; FLOOR=0 skips the floor.
+#   sets -poll.full-interval for the bpf runs; FLOOR=0 skips the floor;
+#   ROUNDS=R (default 1) runs the floor and the modes R times over, one after
+#   the other, and ends with each N's and mode's median ratios: this VM's
+#   run-to-run noise (±0.1-0.15 of a ratio) is as large as the differences
+#   asked about. (Not REPS: the agent reads REPS from the environment as
+#   its -reps flag.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
@@ -31,10 +36,12 @@ get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
 final() { sed -n "s/.*final stats:.* $1=\([0-9]*\).*/\1/p" "$2" | tail -1; }
 per_poll() { awk -v s="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.3f", s * 1000 / p }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else printf "-" }'; }
+RATIOS=$OUT/ratios
+for ((rep = 1; rep <= ${ROUNDS:-1}; rep++)); do
 for n in "${NS[@]}"; do
   floor_cpu='' floor_sys='' floor_dump=''
   if [[ ${FLOOR:-1} != 0 ]]; then
-    w=$OUT/floor-$n
+    w=$OUT/floor-$n-$rep
     bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" "$n" "$SECS" -- python3 scripts/bench/dump-floor.py --combined \
       > "$w.txt" 2>"$w.err"
     line=$(grep -h "dump-floor: polls=" "$w/command.log" | tail -1 || true)
@@ -48,7 +55,7 @@ for n in "${NS[@]}"; do
       "$(awk -v d="$floor_dump" 'BEGIN { b = 1.1 * d; if (b < 10) b = 10; printf "%.2f", b }')" "$polls" "$(get other_cpu_pct "$w.txt")"
   fi
   for mode in "${MODE_LIST[@]}"; do
-    w=$OUT/$mode-$n
+    w=$OUT/$mode-$n-$rep
     bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
       "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 \
       -poll.mode=$mode -poll.full-interval=$FULL_INTERVAL \
@@ -63,6 +70,19 @@ for n in "${NS[@]}"; do
       "$cpu" "$(ratio "$cpu" "$floor_cpu")" "$sys" "$(ratio "$sys" "$floor_sys")" \
       "$(get poll_interval_ms "$w.txt")" "$(get main_rss_peak_kb "$w.txt")" "$polls" "$(final queued "$log")" \
       "$(final change_polls "$log")" "$(final full_dumps "$log")" "$(final change_reported "$log")" "$(get other_cpu_pct "$w.txt")"
+    echo "$n $mode $(ratio "$cpu" "$floor_cpu") $(ratio "$sys" "$floor_sys") $(get poll_interval_ms "$w.txt")" >>"$RATIOS"
   done
 done
+done
+if ((${ROUNDS:-1} > 1)) && [[ ${FLOOR:-1} != 0 ]]; then
+  for n in "${NS[@]}"; do
+    for mode in "${MODE_LIST[@]}"; do
+      median() { awk -v n="$n" -v m="$mode" -v c="$1" '$1 == n && $2 == m { print $c }' "$RATIOS" | sort -n |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+      all=$(awk -v n="$n" -v m="$mode" '$1 == n && $2 == m { printf "%s%s", sep, $3; sep = "," }' "$RATIOS")
+      printf 'median n=%s mode=%s rounds=%s cpu_per_poll=x%s floor (runs: %s) sys_per_poll=x%s floor interval_ms=%s\n' \
+        "$n" "$mode" "${ROUNDS}" "$(median 3)" "$all" "$(median 4)" "$(median 5)"
+    done
+  done
+fi
 echo "raw results: $OUT" >&2

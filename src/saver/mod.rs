@@ -26,7 +26,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
 
 pub use batch::{Batch, Item, ItemKind};
 pub use queue::{QueueDepths, ShardGone, ShardQueue};
@@ -36,6 +36,14 @@ use crate::stats::Stats;
 
 /// Batches a shard may have queued before the poller holds on to them.
 pub const SHARD_QUEUE: usize = 16;
+
+/// Spent batches a shard keeps for the poller to refill; more are freed.
+/// The pool used to keep every batch ever made: after the writers fell
+/// behind once (at start-up, while every connection's file is created) it
+/// held ~17 per shard, each with the room of its last use, used in turn,
+/// so never given back. A steady poll needs one per shard, two when a
+/// batch is in flight while the next fills.
+pub const RECYCLED_BATCHES: usize = 4;
 
 /// The running writer shards.
 pub struct Saver {
@@ -56,7 +64,7 @@ pub fn spawn(
     let mut threads = Vec::with_capacity(shards);
     for i in 0..shards {
         let (batch_tx, batch_rx) = bounded(SHARD_QUEUE);
-        let (recycle_tx, recycle_rx) = unbounded();
+        let (recycle_tx, recycle_rx) = bounded(RECYCLED_BATCHES);
         let (config, stats, limits, shard_depths) = (
             Arc::clone(&config),
             Arc::clone(&stats),

@@ -93,6 +93,12 @@ impl ShardQueue {
         }
     }
 
+    /// How many spent batches the pool keeps (`None`: all of them).
+    #[cfg(test)]
+    pub fn pool_capacity(&self) -> Option<usize> {
+        self.recycled.capacity()
+    }
+
     /// Hands the pending batch over if the shard has room; otherwise keeps
     /// accumulating (or, past a memory bound, waits).
     pub fn dispatch(&mut self) -> Result<(), ShardGone> {

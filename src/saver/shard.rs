@@ -279,7 +279,8 @@ pub fn run(
                 depths.taken(shard);
                 writer.apply(&batch, Instant::now());
                 ready_for_reuse(&mut batch);
-                // The poller may have gone: then the buffer is simply freed.
+                // The pool is full, or the poller has gone: then the
+                // batch is simply freed.
                 let _ = recycle.try_send(batch);
             }
             Err(RecvTimeoutError::Timeout) => {}

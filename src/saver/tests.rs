@@ -378,6 +378,25 @@ fn shards_that_failed_or_panicked_are_reported_by_number() {
     );
 }
 
+#[test]
+fn each_shard_keeps_a_few_spent_batches_for_reuse_not_every_batch_ever_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(SaverConfig {
+        output: dir.path().join("out"),
+        uuid_prefix: "host_1700000000_unsafe".into(),
+        flush_interval: Duration::from_secs(1),
+        rotation_interval: ROTATION,
+        max_pending_bytes: 32 << 20,
+        poll_gaps: false,
+    });
+    let (queues, saver) = super::spawn(config, Arc::new(Stats::default()), 2).unwrap();
+    for queue in &queues {
+        assert_eq!(queue.pool_capacity(), Some(super::RECYCLED_BATCHES));
+    }
+    drop(queues);
+    assert!(saver.join().is_empty());
+}
+
 /// The date directory of `T0`, and the name of `COOKIE`'s segment `seq`.
 const DAY: &str = "2023/11/14";
 fn segment_name(sequence: u32) -> String {
