@@ -17,8 +17,8 @@
 #   ROUNDS=R (default 1) runs the floor and the modes R times over, one after
 #   the other, and ends with each N's and mode's median ratios: this VM's
 #   run-to-run noise (±0.1-0.15 of a ratio) is as large as the differences
-#   asked about. (Not REPS: the agent reads REPS from the environment as
-#   its -reps flag.)
+#   asked about (with FLOOR=0 there is no ratio, so no medians). (Not REPS:
+#   the agent reads REPS from the environment as its -reps flag.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
@@ -77,7 +77,8 @@ done
 if ((${ROUNDS:-1} > 1)) && [[ ${FLOOR:-1} != 0 ]]; then
   for n in "${NS[@]}"; do
     for mode in "${MODE_LIST[@]}"; do
-      median() { awk -v n="$n" -v m="$mode" -v c="$1" '$1 == n && $2 == m { print $c }' "$RATIOS" | sort -n |
+      # A run that printed no figures has "-" for its ratios: left out.
+      median() { awk -v n="$n" -v m="$mode" -v c="$1" '$1 == n && $2 == m && $c ~ /^[0-9.]+$/ { print $c }' "$RATIOS" | sort -n |
         awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
       all=$(awk -v n="$n" -v m="$mode" '$1 == n && $2 == m { printf "%s%s", sep, $3; sep = "," }' "$RATIOS")
       printf 'median n=%s mode=%s rounds=%s cpu_per_poll=x%s floor (runs: %s) sys_per_poll=x%s floor interval_ms=%s\n' \

@@ -41,8 +41,8 @@ for n in "${NS[@]}"; do
   RSS_SAMPLES=$w.rss bash "$HARNESS" --no-floor -a "$ACTIVE" -W "$w" -m http://127.0.0.1:9990/metrics "$n" "$SECS" -- \
     "$SAMPLER" "$BIN" -output='$OUTDIR' -stats-interval=5s -prometheusx.listen-address=127.0.0.1:9990 ${AGENT_FLAGS:-} \
     > "$w.txt" 2>"$w.err"
-  peak=$(sort -n "$w.rss" | tail -1)
   [[ -s $w.rss ]] || { echo "memory.sh: no RSS samples for $n: see $w.err" >&2; continue; }
+  peak=$(sort -n "$w.rss" | tail -1)
   rss=$(steady "$w.rss")
   anon=$(steady "$w.rss.anon") anon_peak=$(sort -n "$w.rss.anon" | tail -1)
   slope=''

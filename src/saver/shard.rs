@@ -882,7 +882,8 @@ fn make_room(flushed_len: u32, pending: &mut Vec<u8>) {
 
 /// Empties the connection's buffer of snapshots and frees the memory;
 /// `(snapshots, bytes)` dropped (the caller counts them). A segment not
-/// yet written keeps its metadata line for the next flush.
+/// yet written stays so (`header_pending`): its next flush writes the
+/// metadata line first.
 fn shed(conn: &mut ConnectionFile) -> (u64, usize) {
     let snapshots = std::mem::take(&mut conn.pending_snapshots);
     conn.last_line = conn.written_line;

@@ -379,6 +379,60 @@ fn shards_that_failed_or_panicked_are_reported_by_number() {
 }
 
 #[test]
+fn a_first_frame_that_failed_is_written_on_its_retry_with_one_metadata_line() {
+    in_own_process(
+        "saver::tests::a_first_frame_that_failed_is_written_on_its_retry_with_one_metadata_line",
+        || {
+            let mut shard = shard();
+            // The file is created, its first frame (metadata line and
+            // snapshot) fails.
+            limit_file_size(0);
+            shard.open(T0);
+            shard.flush_all();
+            assert!(shard.stats.write_errors.load(Relaxed) >= 1);
+            unlimit_file_size();
+            shard.snapshot(T0 + 1000);
+            // The retry (one flush interval later) writes the line once.
+            shard.flush_after(Duration::from_secs(2));
+            let files = shard.files();
+            assert_eq!(files.len(), 1);
+            assert_eq!(segment(&files[0].1), (0, vec![T0, T0 + 1000]));
+            shard.close(T0 + 2000);
+            shard.writer.finish();
+            assert_eq!(segment(&shard.files()[0].1), (0, vec![T0, T0 + 1000]));
+            assert_eq!(shard.stats.files_opened.load(Relaxed), 1);
+            shard.assert_accounted(2);
+        },
+    );
+}
+
+#[test]
+fn a_segment_whose_snapshots_were_dropped_before_its_file_existed_gets_its_metadata_line_later() {
+    const A: u64 = 0xa;
+    const B: u64 = 0xb;
+    let line = record_size();
+    // Room for two lines and a half.
+    let mut shard = shard_with(2 * line + line / 2, Descriptors::new(1));
+    shard.open_of(A, T0 + 100);
+    shard.open_of(B, T0 + 200);
+    // The third line is one too many: A's, the oldest, goes, before A's
+    // file was ever created.
+    shard.snapshot_of(B, T0 + 300);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 1);
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 0);
+    // A's next line: now B's two are the oldest, and go.
+    shard.snapshot_of(A, T0 + 400);
+    assert_eq!(shard.stats.dropped.load(Relaxed), 3);
+    shard.writer.finish();
+
+    let files = shard.files();
+    assert_eq!(files.len(), 1, "B never had a line written");
+    assert!(files[0].0.contains("_000000000000000A."));
+    assert_eq!(segment(&files[0].1), (0, vec![T0 + 400]));
+    shard.assert_accounted(4);
+}
+
+#[test]
 fn each_shard_keeps_a_few_spent_batches_for_reuse_not_every_batch_ever_made() {
     let dir = tempfile::tempdir().unwrap();
     let config = Arc::new(SaverConfig {
