@@ -1,13 +1,14 @@
-//! One memory budget for the snapshots every writer
-//! shard holds that are not in a file yet (`-max-pending-bytes`). While files can be written the
-//! lines wait at most a flush interval and the budget is never near; when
-//! they cannot (a full disk, no descriptors), the lines wait for retries,
+//! One memory budget for the snapshots every writer shard holds that are
+//! not in a file yet (`-max-pending-bytes`). While files can be written the
+//! snapshots wait at most a flush interval and the budget is never near;
+//! when they cannot (a full disk, no descriptors), they wait for retries,
 //! and past the budget the oldest are dropped and counted, so a long fault
 //! costs a bounded amount of memory, whatever the number of connections.
 //!
-//! Each shard publishes its own total (once per batch, not per line); a
-//! shard over its share sheds its own oldest lines, down to a low-water
-//! mark below the limit, so that shedding happens in rounds, not per line.
+//! Each shard publishes its own total (once per batch, not per snapshot); a
+//! shard over its share sheds its own oldest snapshots, down to a low-water
+//! mark below the limit, so that shedding happens in rounds, not per
+//! snapshot.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

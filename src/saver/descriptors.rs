@@ -32,6 +32,25 @@ const DIRECTORIES_PER_SHARD: usize = 2;
 /// Assumed already open when /proc/self/fd cannot be read.
 const UNKNOWN_BASELINE: usize = 16;
 
+/// The soft open-files limit now (unlimited if it cannot be read). Read at
+/// each claim, so that a limit raised with `prlimit --pid` counts at once.
+pub fn open_files_limit() -> usize {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
+        .unwrap_or(usize::MAX)
+}
+
+/// The [`RESERVE`] under `limit`: a quarter of a small limit.
+pub fn reserve_under(limit: usize) -> usize {
+    RESERVE.min(limit / 4)
+}
+
+/// The [`CLOSING_LANE`] under `limit`: a sixteenth of a small limit, at
+/// least one.
+pub fn closing_lane_under(limit: usize) -> usize {
+    CLOSING_LANE.min(limit / 16).max(1)
+}
+
 /// What an archive descriptor is for; files leave room for every
 /// shard's directories, and live connections' files also leave the
 /// [`CLOSING_LANE`].
@@ -117,10 +136,8 @@ impl Descriptors {
     /// The limit is read each time (one cheap system call per file
     /// opened), so a limit raised with `prlimit --pid` counts at once.
     pub fn claim(self: &Arc<Self>, purpose: Purpose) -> Result<Claim, ReserveReached> {
-        let limit = getrlimit(Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
-            .unwrap_or(usize::MAX);
-        let reserve = RESERVE.min(limit / 4);
+        let limit = open_files_limit();
+        let reserve = reserve_under(limit);
         let mut held = self.held_now();
         let directory = purpose == Purpose::Directory;
         let counted = if directory {
@@ -130,7 +147,7 @@ impl Descriptors {
             held.files + 1 + held.directories.max(self.directory_allowance)
         };
         let lane = if purpose == Purpose::LiveFile {
-            CLOSING_LANE.min(limit / 16).max(1)
+            closing_lane_under(limit)
         } else {
             0
         };
@@ -191,15 +208,10 @@ fn open_descriptors() -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn limit() -> usize {
-        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        usize::try_from(soft).unwrap()
-    }
-
     #[test]
     fn claims_stop_short_of_the_reserve_and_come_back_on_drop() {
-        let limit = limit();
-        let reserve = RESERVE.min(limit / 4);
+        let limit = open_files_limit();
+        let reserve = reserve_under(limit);
         // One shard: room for its two directories and exactly three
         // closing files.
         let descriptors = Descriptors::with_baseline(limit - reserve - 5, 1);
@@ -222,9 +234,9 @@ mod tests {
 
     #[test]
     fn live_files_leave_the_closing_lane_to_closed_connections() {
-        let limit = limit();
-        let reserve = RESERVE.min(limit / 4);
-        let lane = CLOSING_LANE.min(limit / 16).max(1);
+        let limit = open_files_limit();
+        let reserve = reserve_under(limit);
+        let lane = closing_lane_under(limit);
         // Two shards' directories, `lane` closing files and two live ones.
         let descriptors = Descriptors::with_baseline(limit - reserve - 4 - lane - 2, 2);
         let live: Vec<Claim> = (0..2)

@@ -1,14 +1,15 @@
 //! The saver: writer shards that own the archive files. The poller hands
 //! each shard one [`Batch`] per cycle through its [`ShardQueue`]; a shard
 //! ([`shard::ShardWriter`]) keeps each connection's snapshots as the
-//! kernel's replies ([`pending`]) until its flush, writes them as JSON lines,
-//! compresses those into zstd frames and appends them to the connections' segment files,
-//! which it creates in the output tree without following links or
-//! touching existing files ([`tree`]) and only ever grows by complete
-//! frames ([`segment_file`]); a connection that outlived the previous run
-//! continues its sequence numbers across date directories ([`previous`]). The shards share one memory budget for lines
-//! not yet written ([`budget`]) and keep the process's last descriptors
-//! free for /metrics and the event socket ([`descriptors`]).
+//! kernel's replies ([`pending`]) until its flush, writes them as JSON
+//! lines, compresses those into zstd frames and appends them to the
+//! connections' segment files, which it creates in the output tree without
+//! following links or touching existing files ([`tree`]) and only ever
+//! grows by complete frames ([`segment_file`]); a connection that outlived
+//! the previous run continues its sequence numbers across date directories
+//! ([`previous`]). The shards share one memory budget for snapshots not
+//! yet written ([`budget`]) and keep the process's last descriptors free
+//! for /metrics and the event socket ([`descriptors`]).
 
 pub mod batch;
 pub mod budget;

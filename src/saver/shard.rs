@@ -297,6 +297,14 @@ pub fn run(
     Ok(())
 }
 
+/// Frees a flush buffer grown past [`KEPT_FLUSH_BUFFER_BYTES`] (a burst's
+/// flush); a smaller one keeps its room for the next flush.
+fn let_go_if_grown(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEPT_FLUSH_BUFFER_BYTES {
+        *buffer = Vec::new();
+    }
+}
+
 /// Empties a batch for the poller's pool. A batch grown by a burst (every
 /// connection's first snapshot at start, a backlog while the writers were
 /// behind) does not keep that size there: once it has room for four times
@@ -502,7 +510,6 @@ impl ShardWriter {
     /// next one at `at_ms`.
     fn rotate(&mut self, conn: &mut ConnectionFile, at_ms: i64) {
         self.finish_file(conn);
-        self.discard_pending(conn);
         conn.sequence += 1;
         conn.date = Timestamp::from_unix_millis(at_ms).utc_date();
         conn.rotate_at_ms = at_ms.saturating_add(self.rotation_ms());
@@ -647,7 +654,7 @@ impl ShardWriter {
         if conn.file.is_none() && !self.create_file(conn, now) {
             return false;
         }
-        let lines = self.write_lines(conn);
+        let formatted = self.write_lines(conn);
         let file = conn.file.as_mut().expect("created above");
         self.frame.clear();
         self.frame
@@ -657,17 +664,13 @@ impl ShardWriter {
             .compress_to_buffer(&self.lines, &mut self.frame)
             .and_then(|_| file.append_frame(&self.frame));
         let frame_len = self.frame.len();
-        if self.lines.capacity() > KEPT_FLUSH_BUFFER_BYTES {
-            self.lines = Vec::new();
-        }
-        if self.frame.capacity() > KEPT_FLUSH_BUFFER_BYTES {
-            self.frame = Vec::new();
-        }
+        let_go_if_grown(&mut self.lines);
+        let_go_if_grown(&mut self.frame);
         match result {
             Ok(()) => {
                 add(&self.stats.bytes_written, frame_len as u64);
                 // Counted once the frame is in, not at each try.
-                let malformed = conn.pending_snapshots.saturating_sub(lines);
+                let malformed = conn.pending_snapshots.saturating_sub(formatted);
                 if malformed > 0 {
                     add(&self.stats.parse_errors, malformed);
                     warn_limited!(
@@ -676,7 +679,7 @@ impl ShardWriter {
                         uuid(&self.config.uuid_prefix, conn.cookie)
                     );
                 }
-                add(&self.stats.written, lines);
+                add(&self.stats.written, formatted);
                 add(&self.stats.dropped, malformed);
                 self.pending_bytes -= conn.pending.len();
                 conn.flushed_len = u32::try_from(conn.pending.len()).unwrap_or(u32::MAX);
@@ -728,10 +731,13 @@ impl ShardWriter {
         }
     }
 
-    /// A connection that is done: its file closed, its buffer freed.
+    /// A connection that is done (nothing left pending): its file closed.
     fn retire(&mut self, mut conn: ConnectionFile) {
+        // A buffer is empty exactly when it holds no snapshot (a segment's
+        // metadata line is made at its flush): nothing of the budget goes
+        // with it.
+        debug_assert!(conn.pending.is_empty() && conn.pending_snapshots == 0);
         self.finish_file(&mut conn);
-        self.discard_pending(&mut conn);
     }
 
     /// Drops (and counts) the connection's lines, then retires it.
@@ -743,13 +749,6 @@ impl ShardWriter {
             uuid(&self.config.uuid_prefix, conn.cookie)
         );
         self.retire(conn);
-    }
-
-    /// Frees a buffer that holds no snapshot.
-    fn discard_pending(&mut self, conn: &mut ConnectionFile) {
-        debug_assert_eq!(conn.pending_snapshots, 0);
-        self.pending_bytes -= conn.pending.len();
-        conn.pending = Vec::new();
     }
 
     /// Drops (and counts) the connection's snapshots; `(snapshots, bytes)`.

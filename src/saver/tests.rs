@@ -725,12 +725,10 @@ fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
 
 #[test]
 fn live_files_wait_for_descriptors_and_closed_connections_take_the_closing_lane() {
-    use super::descriptors::{CLOSING_LANE, RESERVE};
-    use nix::sys::resource::{getrlimit, Resource};
-    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let limit = usize::try_from(soft).unwrap();
-    let reserve = RESERVE.min(limit / 4);
-    let lane = CLOSING_LANE.min(limit / 16).max(1);
+    use super::descriptors::{closing_lane_under, open_files_limit, reserve_under};
+    let limit = open_files_limit();
+    let reserve = reserve_under(limit);
+    let lane = closing_lane_under(limit);
     // Room for the output and date directories, one live file and the
     // closing lane.
     let baseline = limit - reserve - 2 - 1 - lane;
