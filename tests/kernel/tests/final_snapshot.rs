@@ -205,11 +205,13 @@ fn short_connections_are_archived_once_each_with_their_final_snapshot() {
             seg.uuid
         );
     }
+    let opened_twice: Vec<(&&str, &Vec<TcpEvent>)> = by_uuid
+        .iter()
+        .filter(|(_, kinds)| kinds.iter().filter(|k| **k == TcpEvent::Open).count() != 1)
+        .collect();
     assert!(
-        by_uuid
-            .values()
-            .all(|kinds| kinds.iter().filter(|k| **k == TcpEvent::Open).count() == 1),
-        "no connection announced open twice"
+        opened_twice.is_empty(),
+        "every connection announced open exactly once: {opened_twice:?}"
     );
 }
 
