@@ -15,6 +15,10 @@
 use ahash::AHashMap;
 use slab::Slab;
 
+/// A value's slot in a [`CookieSlab`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place(usize);
+
 #[derive(Debug)]
 pub struct CookieSlab<V> {
     slots: Slab<V>,
@@ -50,6 +54,20 @@ impl<V> CookieSlab<V> {
     pub fn get_mut(&mut self, cookie: &u64) -> Option<&mut V> {
         let slot = *self.index.get(cookie)?;
         self.slots.get_mut(slot)
+    }
+
+    /// Where `cookie`'s value is, for [`CookieSlab::at`]: valid until that
+    /// cookie is removed.
+    pub fn place(&self, cookie: &u64) -> Option<Place> {
+        self.index.get(cookie).map(|&slot| Place(slot))
+    }
+
+    /// The value at `place`, found without hashing again.
+    ///
+    /// # Panics
+    /// If its cookie was removed since `place` was taken.
+    pub fn at(&mut self, place: Place) -> &mut V {
+        &mut self.slots[place.0]
     }
 
     /// Every value with its cookie, in no particular order.

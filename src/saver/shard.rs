@@ -27,7 +27,7 @@ use tcpinfo_archive::{self as archive, Metadata, Timestamp};
 
 use super::batch::{Batch, Item, ItemKind};
 use super::budget::PendingBudget;
-use super::cookie_slab::CookieSlab;
+use super::cookie_slab::{CookieSlab, Place};
 use super::descriptors::{Descriptors, Purpose};
 use super::pending::{self, Record};
 use super::previous::PreviousRun;
@@ -450,24 +450,22 @@ impl ShardWriter {
     }
 
     fn snapshot(&mut self, item: &Item, payload: &[u8], now: Instant) {
-        let Some(mut conn) = self.connections.remove(&item.cookie) else {
+        // The connection is worked on in its slot: taking it out and
+        // putting it back (~220 bytes moved twice, three hash operations)
+        // was a fifth of the writers' time at 10,000 connections. Only the
+        // rare steps that need the whole writer — a rotation, an eager
+        // flush — take it out.
+        let Some(mut place) = self.connections.place(&item.cookie) else {
             // No connection to write it to (the poller opens every cookie
             // before its snapshots): counted, so that queued = written +
             // dropped holds.
             add(&self.stats.dropped, 1);
             return;
         };
-        if item.timestamp_ms >= conn.rotate_at_ms {
-            if conn.pending_snapshots > 0 && conn.retry.due(now) {
-                self.flush(&mut conn, now);
-            }
-            // The segment ends only once everything it holds is in its
-            // file; until then it stays open (and this line joins it), so
-            // a failed flush never leaves lines behind for a closed file.
-            if conn.pending_snapshots == 0 {
-                self.rotate(&mut conn, item.timestamp_ms);
-            }
+        if item.timestamp_ms >= self.connections.at(place).rotate_at_ms {
+            place = self.rotate_if_written(item, now);
         }
+        let conn = self.connections.at(place);
         let before = conn.pending.len();
         make_room(conn.flushed_len, &mut conn.pending);
         let gap = match conn.last_line {
@@ -492,8 +490,9 @@ impl ShardWriter {
         }
         self.pending_bytes += conn.pending.len() - before;
         if conn.pending.len() >= EAGER_FLUSH_BYTES && conn.retry.due(now) {
-            self.flush(&mut conn, now);
+            place = self.flush_taken_out(item.cookie, now);
         }
+        let conn = self.connections.at(place);
         if conn.pending_snapshots > 0 && !conn.queued {
             conn.queued = true;
             let at = conn
@@ -503,7 +502,43 @@ impl ShardWriter {
                 .max(now + self.config.flush_interval);
             self.flush_queue.push(Reverse((at, item.cookie)));
         }
-        self.connections.insert(item.cookie, conn);
+    }
+
+    /// The segment of `item`'s connection is over: it ends, and the next
+    /// begins, once everything it holds is in its file; until then it
+    /// stays open (and `item` joins it), so that a failed flush never
+    /// leaves lines behind for a closed file.
+    fn rotate_if_written(&mut self, item: &Item, now: Instant) -> Place {
+        let mut conn = self.take(item.cookie);
+        if conn.pending_snapshots > 0 && conn.retry.due(now) {
+            self.flush(&mut conn, now);
+        }
+        if conn.pending_snapshots == 0 {
+            self.rotate(&mut conn, item.timestamp_ms);
+        }
+        self.put_back(item.cookie, conn)
+    }
+
+    /// Flushes the connection of `cookie` now, out of its slot (`flush`
+    /// needs the whole writer).
+    fn flush_taken_out(&mut self, cookie: u64, now: Instant) -> Place {
+        let mut conn = self.take(cookie);
+        self.flush(&mut conn, now);
+        self.put_back(cookie, conn)
+    }
+
+    /// The connection of `cookie`, which the caller has just found.
+    fn take(&mut self, cookie: u64) -> ConnectionFile {
+        self.connections
+            .remove(&cookie)
+            .expect("the caller found this connection")
+    }
+
+    fn put_back(&mut self, cookie: u64, conn: ConnectionFile) -> Place {
+        self.connections.insert(cookie, conn);
+        self.connections
+            .place(&cookie)
+            .expect("inserted just above")
     }
 
     /// Ends the segment (everything it holds is written) and begins the
