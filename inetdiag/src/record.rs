@@ -97,6 +97,20 @@ impl<'a> DiagRecord<'a> {
 /// Walks the `rtattr` list of a payload from `offset`, yielding
 /// `(type, payload start, payload length)`; stops at the first malformed
 /// header with an error.
+/// The type of the attribute whose payload is exactly `span` of `payload`
+/// (its 4-byte header just before, its length saying so), if one could be
+/// there: a check in place of a walk, for a caller that knows where a
+/// socket's previous reply had an attribute. It says nothing of the other
+/// attributes.
+pub fn attribute_kind_at(payload: &[u8], span: std::ops::Range<usize>) -> Option<u16> {
+    let header = payload.get(span.start.checked_sub(4)?..span.start)?;
+    if span.start < INET_DIAG_MSG_LEN + 4 || span.start > span.end || span.end > payload.len() {
+        return None;
+    }
+    let len = u16::from_ne_bytes([header[0], header[1]]) as usize;
+    (len == span.len() + 4).then(|| u16::from_ne_bytes([header[2], header[3]]) & TYPE_MASK)
+}
+
 pub struct AttributeIter<'a> {
     buf: &'a [u8],
     offset: usize,
@@ -184,6 +198,29 @@ mod tests {
         assert_eq!(r.attribute(1), None);
         assert_eq!(r.attribute(200), None);
         assert_eq!(r.attribute_slots(), 9);
+    }
+
+    #[test]
+    fn an_attribute_is_recognised_where_the_parse_found_it_and_nowhere_else() {
+        let buf = record(&[
+            attr(1, &[9; 16]),
+            attr(2, &[1, 2, 3, 4, 5]),
+            attr(4, b"cubic\0"),
+        ]);
+        let r = DiagRecord::parse(&buf).unwrap();
+        for kind in [1, 2, 4] {
+            let span = r.attribute_span(kind).unwrap();
+            assert_eq!(attribute_kind_at(&buf, span), Some(kind));
+        }
+        let info = r.attribute_span(2).unwrap();
+        // A span of another length, shifted, past the end, reversed, or
+        // inside inet_diag_msg.
+        assert_eq!(attribute_kind_at(&buf, info.start..info.end + 1), None);
+        assert_eq!(attribute_kind_at(&buf, info.start + 4..info.end + 4), None);
+        assert_eq!(attribute_kind_at(&buf, buf.len()..buf.len() + 5), None);
+        assert_eq!(attribute_kind_at(&buf, info.end..info.start), None);
+        assert_eq!(attribute_kind_at(&buf, 4..9), None);
+        assert_eq!(attribute_kind_at(&buf[..info.end - 1], info), None);
     }
 
     #[test]
