@@ -14,6 +14,7 @@ TCPDIAG_GETSOCK dump of both families (see inetdiag's TCPDIAG_GETSOCK).
 
 usage: dump-floor.py [--combined] [INTERVAL_SECONDS]   (default 0.01)
 """
+import os
 import signal
 import socket
 import struct
@@ -36,6 +37,14 @@ def stop(*_):
     running = False
 
 
+def report_polls(*_):
+    # For thread-sampler.sh: the polls so far, to count them in its window.
+    if os.environ.get("POLLS_FILE"):
+        with open(os.environ["POLLS_FILE"], "a") as f:
+            f.write("%d\n" % polls)
+
+
+signal.signal(signal.SIGUSR1, report_polls)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 
