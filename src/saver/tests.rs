@@ -873,3 +873,37 @@ fn a_malformed_snapshot_is_counted_as_a_parse_error_and_dropped_when_its_frame_i
     assert_eq!(segment(&files[0].1), (0, vec![T0, T0 + 200]));
     shard.assert_accounted(3);
 }
+
+#[test]
+fn connections_opened_together_have_their_first_flush_spread_over_the_interval() {
+    let mut shard = shard();
+    let mut batch = Batch::default();
+    for cookie in 1..=200 {
+        batch.open(cookie, T0, 0);
+        batch.snapshot(cookie, T0, &shard.payload);
+    }
+    shard.apply(&batch);
+    // A tenth of the flush interval at a time: about a tenth of the
+    // connections have their first frame written each time, none waits
+    // longer than the interval.
+    let mut written = 0;
+    for tenth in 1..=10 {
+        shard.flush_after(Duration::from_millis(100));
+        let now = shard.stats.written.load(Relaxed);
+        assert!(
+            (8..=32).contains(&(now - written)),
+            "{} first frames in tenth {tenth} of the interval",
+            now - written
+        );
+        written = now;
+    }
+    assert_eq!(written, 200);
+    assert_eq!(shard.stats.files_opened.load(Relaxed), 200);
+    // Their later snapshots wait the whole interval, as before.
+    shard.snapshot_of(7, T0 + 1_000);
+    shard.flush_after(Duration::from_millis(999));
+    assert_eq!(shard.stats.written.load(Relaxed), 200);
+    shard.flush_after(Duration::from_millis(2));
+    assert_eq!(shard.stats.written.load(Relaxed), 201);
+    shard.assert_accounted(201);
+}
