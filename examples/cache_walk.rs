@@ -6,7 +6,7 @@
 //! cookies laid out back to back as in a netlink buffer, and per cycle:
 //! evicts the CPU caches, changes a tenth of the replies' byte counters,
 //! then times, datagram by datagram (32 KiB copied into a receive buffer),
-//! the poller's filing of every reply (`Cache::unchanged`, and parse +
+//! the poller's filing of every reply (`Cache::file_if_unchanged`, and parse +
 //! `Cache::update` for those it does not tell apart) and `end_cycle`, less
 //! the time of the copy alone (it stands for the kernel's, which warms the
 //! buffer).
@@ -99,7 +99,7 @@ fn main() {
                     // As the poller files a reply: told unchanged
                     // unparsed where it can be, else parsed.
                     let reply = &reply[..template.len()];
-                    if !cache.unchanged(reply) {
+                    if !cache.file_if_unchanged(reply) {
                         let record = DiagRecord::parse(reply).unwrap();
                         black_box(cache.update(&record).0);
                     }

@@ -9,7 +9,7 @@ use crate::compare::Fingerprint;
 use crate::exclusion::AnonymizeMask;
 
 /// What the cache keeps per socket: of its last archived reply, only what
-/// the change rule and the cache's readers need (~144 bytes in place, no
+/// the change rule and the cache's readers need (~136 bytes in place, no
 /// allocation), not the reply itself.
 #[derive(Debug)]
 pub struct Entry {
@@ -17,7 +17,7 @@ pub struct Entry {
     fingerprint: Option<Fingerprint>,
     /// Where that reply had its tcp_info (start, end): a socket's replies
     /// nearly always keep one layout, so the next is fingerprinted there
-    /// without walking its attributes ([`Cache::unchanged`]).
+    /// without walking its attributes ([`Cache::file_if_unchanged`]).
     info: (u32, u32),
     /// inet_diag_msg: addresses, ports, state, uid and inode for the
     /// exposure inventory.
@@ -193,28 +193,36 @@ impl Cache {
 
     /// True when `payload`, a reply not yet parsed, is of a known socket,
     /// laid out as its last archived reply, and no significant change from
-    /// it: then it is filed as seen and needs nothing more. Otherwise the
-    /// caller parses it and files it with [`Cache::update`].
+    /// it: then it is filed as seen and needs nothing more. Otherwise
+    /// nothing is filed, and the caller parses it and files it with
+    /// [`Cache::update`] (a reply that does not parse leaves its socket
+    /// unseen, as before).
     ///
     /// Sound without the parse: equal fingerprints mean the same bytes
     /// around the tcp_info (attribute headers included) as a reply that
     /// parsed, so this one would parse alike.
-    pub fn unchanged(&mut self, payload: &[u8]) -> bool {
+    pub fn file_if_unchanged(&mut self, payload: &[u8]) -> bool {
         let Some(head) = payload.first_chunk::<INET_DIAG_MSG_LEN>() else {
             return false;
         };
         let msg = InetDiagMsg::new(head);
+        let cursor = self.cursor;
         let Some(slot) = self.find(msg.cookie()) else {
             return false;
         };
-        self.see(slot);
         let entry = &self.slots[slot as usize].entry;
-        let Some(fingerprint) = entry.fingerprint else {
-            return false;
-        };
-        let info = entry.info.0 as usize..entry.info.1 as usize;
-        attribute_kind_at(payload, info.clone()) == Some(INET_DIAG_INFO)
-            && Fingerprint::over(payload, msg.state(), info) == fingerprint
+        let unchanged = entry.fingerprint.is_some_and(|fingerprint| {
+            let info = entry.info.0 as usize..entry.info.1 as usize;
+            attribute_kind_at(payload, info.clone()) == Some(INET_DIAG_INFO)
+                && Fingerprint::over(payload, msg.state(), info) == fingerprint
+        });
+        if unchanged {
+            self.see(slot);
+        } else {
+            // `update` finds it again where this did, without the index.
+            self.cursor = cursor;
+        }
+        unchanged
     }
 
     /// Files one reply under its cookie.
@@ -397,13 +405,13 @@ mod tests {
 
     /// As the poller files a reply: unparsed if it can be, else parsed.
     fn update(cache: &mut Cache, bytes: &[u8]) -> Update {
-        if cache.unchanged(bytes) {
+        if cache.file_if_unchanged(bytes) {
             return Update::Unchanged;
         }
         parsed(cache, bytes)
     }
 
-    /// Always parsed (as the bpf mode's fetched replies are).
+    /// Always parsed (as destroy notices are).
     fn parsed(cache: &mut Cache, bytes: &[u8]) -> Update {
         cache.update(&DiagRecord::parse(bytes).unwrap()).0
     }
@@ -412,24 +420,27 @@ mod tests {
     fn an_unchanged_reply_is_told_apart_without_a_parse_and_any_other_is_not() {
         let mut c = Cache::new();
         c.begin_cycle();
-        assert!(!c.unchanged(&reply(1, 1, 0)), "unknown");
+        assert!(!c.file_if_unchanged(&reply(1, 1, 0)), "unknown");
         assert_eq!(parsed(&mut c, &reply(1, 1, 0)), Update::New);
         c.begin_cycle();
-        assert!(c.unchanged(&reply(1, 1, 0)));
+        assert!(c.file_if_unchanged(&reply(1, 1, 0)));
         assert_eq!(c.seen, 1, "seen in this cycle");
-        assert!(!c.unchanged(&reply(1, 4, 0)), "another state");
-        assert!(!c.unchanged(&reply(1, 1, 9)), "other counters");
-        assert!(!c.unchanged(&reply(1, 1, 2)), "another layout");
-        assert!(!c.unchanged(&reply(1, 1, 0)[..100]), "cut short");
+        assert!(!c.file_if_unchanged(&reply(1, 4, 0)), "another state");
+        assert!(!c.file_if_unchanged(&reply(1, 1, 9)), "other counters");
+        assert!(!c.file_if_unchanged(&reply(1, 1, 2)), "another layout");
+        assert!(!c.file_if_unchanged(&reply(1, 1, 0)[..100]), "cut short");
         assert!(
-            !c.unchanged(&reply(1, 1, 0)[..40]),
+            !c.file_if_unchanged(&reply(1, 1, 0)[..40]),
             "not even an inet_diag_msg"
         );
         assert_eq!(parsed(&mut c, &reply(1, 1, 2)), Update::Changed);
-        assert!(c.unchanged(&reply(1, 1, 2)), "its new layout");
+        assert!(c.file_if_unchanged(&reply(1, 1, 2)), "its new layout");
+        c.begin_cycle();
+        assert!(!c.file_if_unchanged(&reply(1, 1, 9)));
+        assert_eq!(c.seen, 0, "a changed reply is left for the parse to file");
         assert_eq!(parsed(&mut c, &reply(1, 1, 3)), Update::Changed);
         assert!(
-            !c.unchanged(&reply(1, 1, 3)),
+            !c.file_if_unchanged(&reply(1, 1, 3)),
             "no tcp_info: never unchanged"
         );
         assert_eq!(c.seen, 1);
@@ -577,8 +588,8 @@ mod tests {
                 model.begin_cycle(now_ms);
                 for &(cookie, state, info) in &replies {
                     let bytes = reply(cookie, state, info);
-                    // Half the cycles file every reply parsed, as the bpf
-                    // mode does; the rest as the dump mode does.
+                    // Half the cycles file every reply parsed, as destroy
+                    // notices are; the rest as dumped replies are.
                     let update = if cycle % 2 == 0 { update } else { parsed };
                     proptest::prop_assert_eq!(update(&mut cache, &bytes), model.update(&bytes));
                 }

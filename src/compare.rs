@@ -45,8 +45,9 @@ fn span(info: &[u8], start: usize, end: usize) -> &[u8] {
 /// layout and lengths, included), and the parts of tcp_info before
 /// `last_data_sent` and from `pmtu` up to `busy_time`. Two replies of one
 /// socket with equal fingerprints are no significant change, so the cache
-/// keeps 16 bytes where it kept the whole last reply (~500 bytes), and the
-/// poll reads only the reply it has just received.
+/// keeps 16 bytes (and where the tcp_info was) where it kept the whole last
+/// reply (~500 bytes), and the poll reads only the reply it has just
+/// received.
 ///
 /// Same rule as [`compare`] for replies whose attributes come in the same
 /// order (the kernel's order is fixed); a reordering would count as a

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crossbeam_utils::CachePadded;
 
 /// In declaration order (`repr(C)`): the poller's counters, then the
-/// writers'.
+/// writers' (a new counter goes in the half of the thread that counts it
+/// most).
 #[derive(Debug, Default)]
 #[repr(C)]
 pub struct Stats {
@@ -68,6 +69,15 @@ pub struct Stats {
     pub open_errors: AtomicU64,
     pub write_errors: AtomicU64,
 }
+
+// The two halves never share a cache line (nor the pair of lines that
+// CachePadded's alignment allows for).
+const _: () = {
+    let line = std::mem::align_of::<CachePadded<()>>();
+    let poller_end = std::mem::offset_of!(Stats, full_dumps) + 8;
+    let writers_start = std::mem::offset_of!(Stats, written);
+    assert!((poller_end - 1) / line < writers_start / line);
+};
 
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);

@@ -6,7 +6,7 @@
 use inetdiag::netlink::{walk_datagram, DatagramStats, NLMSG_HDRLEN};
 use inetdiag::replay::read_capture;
 use inetdiag::{tcp_info as layout, DiagRecord, MAX_ATTRIBUTE_TYPE};
-use tcp_info::cache::Cache;
+use tcp_info::cache::{Cache, Update};
 use tcp_info::compare::{compare, ChangeType};
 
 /// A small deterministic PRNG (xorshift64*): failures are reproducible.
@@ -146,15 +146,26 @@ fn corrupted_copies_of_real_replies_never_panic_the_parser_comparison_or_cache()
         cache.begin_cycle();
         cache.update(&good);
         for bad in mutations(original, 400, &mut rng) {
+            // The poller's first look, before any parse: against the
+            // cached layout of this very socket.
+            cache.begin_cycle();
+            let told_unchanged = cache.file_if_unchanged(&bad);
             match DiagRecord::parse(&bad) {
                 Ok(record) => {
                     parsed += 1;
                     exercise(&record);
                     let _ = compare(&good, &record);
                     let _ = compare(&record, &good);
-                    let _ = cache.update(&record).0;
+                    let update = cache.update(&record).0;
+                    assert!(!told_unchanged || update == Update::Unchanged);
                 }
-                Err(_) => rejected += 1,
+                Err(_) => {
+                    assert!(
+                        !told_unchanged,
+                        "a reply that does not parse told unchanged"
+                    );
+                    rejected += 1;
+                }
             }
         }
         cache.end_cycle(|_, _| {});

@@ -53,7 +53,7 @@ fn records(payloads: &[Vec<u8>]) {
     for payload in payloads {
         cache.begin_cycle();
         // The poller's first look, before any parse.
-        let told_unchanged = cache.unchanged(payload);
+        let told_unchanged = cache.file_if_unchanged(payload);
         let record = match DiagRecord::parse(payload) {
             Ok(record) => record,
             Err(e) => {
@@ -91,7 +91,7 @@ fn records(payloads: &[Vec<u8>]) {
         // whenever it has a tcp_info to compare.
         cache.begin_cycle();
         assert_eq!(
-            cache.unchanged(payload),
+            cache.file_if_unchanged(payload),
             Fingerprint::of(&record).is_some(),
             "the same reply again"
         );

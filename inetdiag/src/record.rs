@@ -94,9 +94,6 @@ impl<'a> DiagRecord<'a> {
     }
 }
 
-/// Walks the `rtattr` list of a payload from `offset`, yielding
-/// `(type, payload start, payload length)`; stops at the first malformed
-/// header with an error.
 /// The type of the attribute whose payload is exactly `span` of `payload`
 /// (its 4-byte header just before, its length saying so), if one could be
 /// there: a check in place of a walk, for a caller that knows where a
@@ -111,6 +108,9 @@ pub fn attribute_kind_at(payload: &[u8], span: std::ops::Range<usize>) -> Option
     (len == span.len() + 4).then(|| u16::from_ne_bytes([header[2], header[3]]) & TYPE_MASK)
 }
 
+/// Walks the `rtattr` list of a payload from `offset`, yielding
+/// `(type, payload start, payload length)`; stops at the first malformed
+/// header with an error.
 pub struct AttributeIter<'a> {
     buf: &'a [u8],
     offset: usize,

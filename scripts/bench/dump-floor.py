@@ -30,6 +30,7 @@ combined = "--combined" in args
 args = [a for a in args if a != "--combined"]
 interval = float(args[0]) if args else 0.01
 running = True
+polls = 0
 
 
 def stop(*_):
@@ -75,7 +76,6 @@ def dump(family, seq):
 
 
 seq = 1
-polls = 0
 dumping = 0.0
 start = time.monotonic()
 nxt = start

@@ -14,7 +14,8 @@
 # poll (ms), the figure the cadence floor is compared on: for the agent set
 # POLLS_URL to its metrics (tcpinfo_polls_total; add
 # -prometheusx.listen-address=127.0.0.1:9990 to its flags), for
-# dump-floor.py set POLLS_FILE (it appends its count there on SIGUSR1).
+# dump-floor.py set POLLS_FILE (it appends its count there on SIGUSR1; the
+# signal is sent only then, and would end a COMMAND that does not handle it).
 : >"${THREADS:?set THREADS to the file for the figures}" || exit 1
 T1=${T1:-5} T2=${T2:-19}
 "$@" &

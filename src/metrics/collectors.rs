@@ -113,7 +113,7 @@ impl StatsCollector {
             ),
             skipped_attributes: FamilyDef::counter(
                 "tcpinfo_skipped_attributes_total",
-                "reply attributes of a type above 63 (a far newer kernel), left out of the archived snapshots",
+                "reply attributes of a type above 63 (a far newer kernel), left out of the archive; counted in the replies parsed (new or changed), not in those told unchanged unparsed",
                 &[],
             ),
             notices_enabled: FamilyDef::gauge(

@@ -709,7 +709,7 @@ impl Poll {
         // Most replies are of known sockets and no significant change:
         // those are told apart before the attribute walk, which was as
         // much of the polling thread's user time as all the rest.
-        if self.cache.unchanged(payload) {
+        if self.cache.file_if_unchanged(payload) {
             self.family_counts[usize::from(payload[0] == inetdiag::AF_INET6)] += 1;
             return;
         }

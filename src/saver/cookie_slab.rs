@@ -10,14 +10,18 @@
 //! saved. Here the values sit in one vector (its unused tail never
 //! touched), the index holds 16-byte buckets, and a slot freed by a
 //! removal is the next one taken, so taking a connection out and putting
-//! it back, as most of a shard's steps do, reuses its slot.
+//! it back (a flush, a rotation) reuses its slot; a snapshot is added in
+//! place ([`CookieSlab::place`], [`CookieSlab::at`]).
 
 use ahash::AHashMap;
 use slab::Slab;
 
-/// A value's slot in a [`CookieSlab`].
+/// A value's slot in a [`CookieSlab`], and whose it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Place(usize);
+pub struct Place {
+    slot: usize,
+    cookie: u64,
+}
 
 #[derive(Debug)]
 pub struct CookieSlab<V> {
@@ -59,15 +63,22 @@ impl<V> CookieSlab<V> {
     /// Where `cookie`'s value is, for [`CookieSlab::at`]: valid until that
     /// cookie is removed.
     pub fn place(&self, cookie: &u64) -> Option<Place> {
-        self.index.get(cookie).map(|&slot| Place(slot))
+        self.index.get(cookie).map(|&slot| Place {
+            slot,
+            cookie: *cookie,
+        })
     }
 
-    /// The value at `place`, found without hashing again.
-    ///
-    /// # Panics
-    /// If its cookie was removed since `place` was taken.
+    /// The value at `place`, found without hashing again. A `place` kept
+    /// past the removal of its cookie would name whatever took the slot
+    /// next: debug builds check that it is still its cookie's.
     pub fn at(&mut self, place: Place) -> &mut V {
-        &mut self.slots[place.0]
+        debug_assert_eq!(
+            self.index.get(&place.cookie),
+            Some(&place.slot),
+            "a stale place"
+        );
+        &mut self.slots[place.slot]
     }
 
     /// Every value with its cookie, in no particular order.
