@@ -14,11 +14,7 @@ use crate::exclusion::AnonymizeMask;
 #[derive(Debug)]
 pub struct Entry {
     /// What the change rule compares; `None` (no tcp_info) never equals.
-    fingerprint: Option<Fingerprint>,
-    /// Where that reply had its tcp_info (start, end): a socket's replies
-    /// nearly always keep one layout, so the next is fingerprinted there
-    /// without walking its attributes ([`Cache::file_if_unchanged`]).
-    info: (u32, u32),
+    compared: Option<Compared>,
     /// inet_diag_msg: addresses, ports, state, uid and inode for the
     /// exposure inventory.
     msg: [u8; INET_DIAG_MSG_LEN],
@@ -32,11 +28,38 @@ pub struct Entry {
     pub anonymize: AnonymizeMask,
 }
 
+/// What the change rule compares in a reply with tcp_info: its
+/// fingerprint, and where the tcp_info is. A socket's replies nearly always
+/// keep one layout, so the next is fingerprinted there without walking its
+/// attributes ([`Cache::file_if_unchanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Compared {
+    fingerprint: Fingerprint,
+    info: (u32, u32),
+}
+
+impl Compared {
+    fn of(record: &DiagRecord) -> Option<Self> {
+        let info = record.attribute_span(INET_DIAG_INFO)?;
+        Some(Self {
+            fingerprint: Fingerprint::over(record.payload(), record.msg().state(), info.clone()),
+            info: (info.start as u32, info.end as u32),
+        })
+    }
+
+    /// Whether `payload` (its inet_diag_msg `msg`) has its tcp_info where
+    /// this reply had it, and the same fingerprint there.
+    fn matches(&self, payload: &[u8], msg: InetDiagMsg) -> bool {
+        let info = self.info.0 as usize..self.info.1 as usize;
+        attribute_kind_at(payload, info.clone()) == Some(INET_DIAG_INFO)
+            && Fingerprint::over(payload, msg.state(), info) == self.fingerprint
+    }
+}
+
 impl Entry {
     fn new(record: &DiagRecord, cycle: u32, seen_ms: i64) -> Self {
         let mut entry = Self {
-            fingerprint: None,
-            info: (0, 0),
+            compared: None,
             msg: [0; INET_DIAG_MSG_LEN],
             byte_counters: None,
             last_cycle: cycle,
@@ -44,16 +67,13 @@ impl Entry {
             excluded: false,
             anonymize: 0,
         };
-        entry.keep(record, Fingerprint::of(record));
+        entry.keep(record, Compared::of(record));
         entry
     }
 
     /// `record` is the socket's last archived snapshot now.
-    fn keep(&mut self, record: &DiagRecord, fingerprint: Option<Fingerprint>) {
-        self.fingerprint = fingerprint;
-        self.info = record
-            .attribute_span(INET_DIAG_INFO)
-            .map_or((0, 0), |span| (span.start as u32, span.end as u32));
+    fn keep(&mut self, record: &DiagRecord, compared: Option<Compared>) {
+        self.compared = compared;
         self.msg = *record.msg().as_bytes();
         self.byte_counters = record
             .attribute(INET_DIAG_INFO)
@@ -210,12 +230,10 @@ impl Cache {
         let Some(slot) = self.find(msg.cookie()) else {
             return false;
         };
-        let entry = &self.slots[slot as usize].entry;
-        let unchanged = entry.fingerprint.is_some_and(|fingerprint| {
-            let info = entry.info.0 as usize..entry.info.1 as usize;
-            attribute_kind_at(payload, info.clone()) == Some(INET_DIAG_INFO)
-                && Fingerprint::over(payload, msg.state(), info) == fingerprint
-        });
+        let unchanged = self.slots[slot as usize]
+            .entry
+            .compared
+            .is_some_and(|compared| compared.matches(payload, msg));
         if unchanged {
             self.see(slot);
         } else {
@@ -234,11 +252,11 @@ impl Cache {
         };
         self.see(slot);
         let entry = &mut self.slots[slot as usize].entry;
-        let fingerprint = Fingerprint::of(record);
-        if fingerprint.is_some() && fingerprint == entry.fingerprint {
+        let compared = Compared::of(record);
+        if compared.is_some() && compared == entry.compared {
             return (Update::Unchanged, entry);
         }
-        entry.keep(record, fingerprint);
+        entry.keep(record, compared);
         (Update::Changed, entry)
     }
 
@@ -614,7 +632,10 @@ mod tests {
                 };
                 let mut live: Vec<_> = cache
                     .iter()
-                    .map(|(c, e)| kept(c, e.msg().as_bytes(), e.fingerprint, e.byte_counters()))
+                    .map(|(c, e)| {
+                        let fingerprint = e.compared.map(|compared| compared.fingerprint);
+                        kept(c, e.msg().as_bytes(), fingerprint, e.byte_counters())
+                    })
                     .collect();
                 live.sort();
                 let mut expected: Vec<_> = model

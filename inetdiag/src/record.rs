@@ -100,10 +100,10 @@ impl<'a> DiagRecord<'a> {
 /// socket's previous reply had an attribute. It says nothing of the other
 /// attributes.
 pub fn attribute_kind_at(payload: &[u8], span: std::ops::Range<usize>) -> Option<u16> {
-    let header = payload.get(span.start.checked_sub(4)?..span.start)?;
     if span.start < INET_DIAG_MSG_LEN + 4 || span.start > span.end || span.end > payload.len() {
         return None;
     }
+    let header = &payload[span.start - 4..span.start];
     let len = u16::from_ne_bytes([header[0], header[1]]) as usize;
     (len == span.len() + 4).then(|| u16::from_ne_bytes([header[2], header[3]]) & TYPE_MASK)
 }

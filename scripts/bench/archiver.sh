@@ -7,11 +7,9 @@
 #   scripts/bench/archiver.sh [SECONDS] [N...]      (default: 20 s; 1000 5000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 SECS=${1:-20}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
-cargo build --release --bin tcp-info >&2
-BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp target/release/tcp-info "$BIN"; chmod 755 "$BIN"
+source scripts/bench/agent.sh
 OUT=$(mktemp -d /tmp/archiver-bench.XXXXXX)
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
 for n in "${NS[@]}"; do

@@ -21,16 +21,12 @@
 #   the agent reads REPS from the environment as its -reps flag.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 SECS=${1:-20}; shift || true
 ACTIVE=${1:-0.10}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
 FULL_INTERVAL=${FULL_INTERVAL:-1s}
 read -r -a MODE_LIST <<<"${MODES:-dump bpf}"
-if [[ -z ${BIN:-} ]]; then
-  cargo build --release --bin tcp-info >&2
-  BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
-fi
+source scripts/bench/agent.sh
 OUT=$(mktemp -d /tmp/bpf-mode-bench.XXXXXX)
 get() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
 final() { sed -n "s/.*final stats:.* $1=\([0-9]*\).*/\1/p" "$2" | tail -1; }

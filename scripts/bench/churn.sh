@@ -8,10 +8,8 @@
 #   scripts/bench/churn.sh N RATE [SECONDS] [AGENT FLAGS...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 N=$1 RATE=$2 SECS=${3:-20}; shift 3 || shift $#
-cargo build --release --bin tcp-info >&2
-BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp target/release/tcp-info "$BIN"; chmod 755 "$BIN"
+source scripts/bench/agent.sh
 OUT=$(mktemp -d /tmp/churn-bench.XXXXXX)
 before=$(ip netns list | awk '{print $1}' | sort)
 bash "$HARNESS" --no-floor -W "$OUT/agent" -m http://127.0.0.1:9990/metrics "$N" "$SECS" -- \

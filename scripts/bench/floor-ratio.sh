@@ -22,13 +22,9 @@
 #   ROUNDS=R (default 3); BIN=path/to/tcp-info (default: a release build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 ACTIVE=${1:-0.10}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(1000 5000 10000)
-if [[ -z ${BIN:-} ]]; then
-  cargo build --release --bin tcp-info >&2
-  BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
-fi
+source scripts/bench/agent.sh
 OUT=$(mktemp -d /tmp/floor-ratio.XXXXXX)
 # Figures from a run's files; empty when the run printed none (a failed
 # run is reported below, the rounds go on).

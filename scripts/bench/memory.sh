@@ -15,14 +15,10 @@
 #   BIN=path/to/tcp-info (default: a fresh release build); extra agent flags in AGENT_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 SECS=${1:-20}; shift || true
 ACTIVE=${1:-0.10}; shift || true
 NS=("$@"); ((${#NS[@]})) || NS=(2000 10000 19000)
-if [[ -z ${BIN:-} ]]; then
-  cargo build --release --bin tcp-info >&2
-  BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
-fi
+source scripts/bench/agent.sh
 # A fresh work directory per run: the harness takes the command's pid from
 # it, and a stale pid file would point it at a process long gone.
 OUT=$(mktemp -d /tmp/memory-bench.XXXXXX)

@@ -7,11 +7,9 @@
 #   SCRAPES=500 SPACING_MS=50 scripts/bench/metrics.sh 10000
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HARNESS=${HARNESS:-../shared/bench/bench-collector.sh}
 NS=("$@"); ((${#NS[@]})) || NS=(10 10000)
 SCRAPES=${SCRAPES:-500} SPACING_MS=${SPACING_MS:-50} WARMUP_S=${WARMUP_S:-5}
-cargo build --release --bin tcp-info >&2
-BIN=$(mktemp /tmp/tcp-info-bench.XXXXXX); cp "${CARGO_TARGET_DIR:-target}/release/tcp-info" "$BIN"; chmod 755 "$BIN"
+source scripts/bench/agent.sh
 OUT=$(mktemp -d /tmp/metrics-bench.XXXXXX)
 # Long enough for the warm-up and every scrape; the command exits when done.
 SECS=$((WARMUP_S + 10 + SCRAPES * (SPACING_MS + 20) / 1000))

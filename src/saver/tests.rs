@@ -410,9 +410,7 @@ fn a_first_frame_that_failed_is_written_on_its_retry_with_one_metadata_line() {
 fn a_segment_whose_snapshots_were_dropped_before_its_file_existed_gets_its_metadata_line_later() {
     const A: u64 = 0xa;
     const B: u64 = 0xb;
-    let line = record_size();
-    // Room for two lines and a half.
-    let mut shard = shard_with(2 * line + line / 2, Descriptors::new(1));
+    let mut shard = shard_with_room_for(2);
     shard.open_of(A, T0 + 100);
     shard.open_of(B, T0 + 200);
     // The third line is one too many: A's, the oldest, goes, before A's
@@ -679,6 +677,13 @@ fn a_symlink_planted_at_a_date_directory_is_never_followed() {
     shard.assert_accounted(1);
 }
 
+/// A shard whose budget holds `records` snapshot records and half of one
+/// more: the next record is one too many.
+fn shard_with_room_for(records: usize) -> Shard {
+    let record = record_size();
+    shard_with(records * record + record / 2, Descriptors::new(1))
+}
+
 /// The size of a snapshot record in a pending buffer, as the budget
 /// counts it (a segment's metadata line is made at its first flush, not
 /// kept: it counts nothing).
@@ -698,8 +703,7 @@ fn over_the_budget_the_oldest_pending_lines_are_dropped_first_and_counted() {
     const B: u64 = 0xb;
     const C: u64 = 0xc;
     let line = record_size();
-    // Room for four lines, and half a line more.
-    let mut shard = shard_with(4 * line + line / 2, Descriptors::new(1));
+    let mut shard = shard_with_room_for(4);
     shard.open_of(A, T0 + 100);
     shard.open_of(B, T0 + 200);
     shard.open_of(C, T0 + 300);
